@@ -1,0 +1,1 @@
+"""fxrep: collapse over-parameterized training-time blocks into plain, exact inference convolutions."""

@@ -1,0 +1,164 @@
+"""Capture: turn the caller's ``nn.Module`` into a self-contained ``torch.fx.GraphModule``.
+
+- With example inputs: ``torch.export.export(strict=False)``, functionalised with
+  ``run_decompositions({})`` (in-place ops become functional, high-level ATen ops such as
+  ``aten.conv2d`` and ``aten.linear`` are kept) and unlifted so parameters are ``get_attr`` nodes.
+- Without: ``torch.fx.symbolic_trace`` (module-level graph: ``call_module`` nodes for ``nn`` layers).
+- A ``GraphModule`` is copied as it is.
+
+Capture happens in inference mode (every submodule in ``eval()``), and the result is deep-copied
+before the caller's modules get their train/eval flags back, so nothing the caller owns is shared
+with or changed by the optimized module. When one method fails, the next one is tried and the
+fallback is noted; when all fail, `CaptureError` says where each failed and what to do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import traceback
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+from torch import nn
+from torch.fx import GraphModule
+
+from .errors import CaptureError, InvalidModelError
+from .shapes import propagate_shapes
+
+CaptureMethod = Literal["auto", "export", "symbolic_trace"]
+GraphLevel = Literal["module", "aten"]
+
+LEVEL_KEY = "fxrep_level"
+
+
+@dataclass
+class Capture:
+    """The captured graph, how it was captured, and what went wrong on the way."""
+
+    graph_module: GraphModule
+    method: str
+    notes: list[str] = field(default_factory=list)
+
+
+def normalize_inputs(example_inputs: Any) -> tuple[Any, ...] | None:
+    """``None``, a tensor, or a tuple/list of inputs as a tuple (or None)."""
+    if example_inputs is None:
+        return None
+    if isinstance(example_inputs, torch.Tensor):
+        return (example_inputs,)
+    if isinstance(example_inputs, list | tuple):
+        return tuple(example_inputs)
+    raise InvalidModelError(
+        f"example_inputs must be a tensor or a tuple of inputs, got {type(example_inputs).__name__}; "
+        "pass e.g. (torch.randn(1, 3, 224, 224),)"
+    )
+
+
+@contextlib.contextmanager
+def inference_mode_of(model: nn.Module) -> Iterator[None]:
+    """Put every submodule in eval mode, restoring each module's own flag afterwards."""
+    flags = [(module, module.training) for module in model.modules()]
+    try:
+        model.eval()
+        yield
+    finally:
+        for module, training in flags:
+            module.training = training
+
+
+def capture(model: nn.Module, example_inputs: tuple[Any, ...] | None = None, *,
+            method: CaptureMethod = "auto", dynamic_shapes: Any = None) -> Capture:
+    """Capture ``model`` as a GraphModule in inference semantics (see the module docstring)."""
+    if not isinstance(model, nn.Module):
+        raise InvalidModelError(f"fxrep optimizes torch.nn.Module instances, got {type(model).__name__}")
+    if method not in ("auto", "export", "symbolic_trace"):
+        raise InvalidModelError(f"capture must be 'auto', 'export' or 'symbolic_trace', got {method!r}")
+    if method == "export" and example_inputs is None:
+        raise InvalidModelError("capture='export' needs example_inputs, e.g. (torch.randn(1, 3, 224, 224),)")
+
+    if isinstance(model, GraphModule) and method == "auto":
+        with inference_mode_of(model):
+            gm = copy.deepcopy(model)
+        gm.meta[LEVEL_KEY] = graph_level(gm)
+        if example_inputs is not None:
+            propagate_shapes(gm, example_inputs)
+        return Capture(gm, "GraphModule (copied as given)")
+
+    order = _method_order(method, example_inputs is not None)
+    attempts: list[tuple[str, str]] = []
+    for name in order:
+        try:
+            with inference_mode_of(model):
+                if name == "export":
+                    gm = _export(model, example_inputs, dynamic_shapes)
+                else:
+                    gm = _symbolic_trace(model)
+                gm = copy.deepcopy(gm)
+        except Exception as error:  # each capture method fails in its own way; report them all
+            attempts.append((_describe(name), _failure_summary(error)))
+            continue
+        gm.eval()
+        gm.meta[LEVEL_KEY] = "aten" if name == "export" else "module"
+        if name == "symbolic_trace" and example_inputs is not None:
+            propagate_shapes(gm, example_inputs)
+        notes = [f"{_describe(failed)} failed ({reason}); fell back to {_describe(name)}"
+                 for failed, reason in attempts]
+        return Capture(gm, _describe(name), notes)
+    raise CaptureError(attempts, _advice(example_inputs is not None, order))
+
+
+def graph_level(gm: GraphModule) -> GraphLevel:
+    """Whether a graph holds ATen ops (torch.export) or module/functional calls (symbolic_trace)."""
+    if gm.meta.get(LEVEL_KEY) in ("aten", "module"):
+        return gm.meta[LEVEL_KEY]
+    for node in gm.graph.nodes:
+        if node.op == "call_function" and isinstance(node.target, torch._ops.OpOverload):
+            return "aten"
+    return "module"
+
+
+def _method_order(method: CaptureMethod, have_inputs: bool) -> Sequence[str]:
+    if method == "export":
+        return ("export",)
+    if method == "symbolic_trace":
+        return ("symbolic_trace", "export") if have_inputs else ("symbolic_trace",)
+    return ("export", "symbolic_trace") if have_inputs else ("symbolic_trace",)
+
+
+def _export(model: nn.Module, example_inputs: tuple[Any, ...] | None, dynamic_shapes: Any) -> GraphModule:
+    program = torch.export.export(model, example_inputs, strict=False, dynamic_shapes=dynamic_shapes)
+    return program.run_decompositions({}).module()
+
+
+def _symbolic_trace(model: nn.Module) -> GraphModule:
+    return torch.fx.symbolic_trace(model)
+
+
+def _describe(name: str) -> str:
+    return {"export": "torch.export (non-strict)", "symbolic_trace": "torch.fx.symbolic_trace"}[name]
+
+
+def _failure_summary(error: BaseException) -> str:
+    """The error's first line plus the innermost frame of user code (outside torch) that raised it."""
+    message = str(error).strip().splitlines()
+    head = f"{type(error).__name__}: {message[0] if message else ''}"
+    frames = traceback.extract_tb(error.__traceback__)
+    user = [f for f in frames if "/torch/" not in f.filename and "/fxrep/" not in f.filename]
+    if user:
+        frame = user[-1]
+        head += f" (at {frame.filename}:{frame.lineno}: {frame.line})"
+    return head
+
+
+def _advice(have_inputs: bool, order: Sequence[str]) -> str:
+    if not have_inputs:
+        return ("What to do: pass example_inputs (e.g. fxrep.optimize(model, (torch.randn(1, 3, 224, 224),))) so "
+                "fxrep can capture with torch.export, which follows Python control flow that symbolic tracing "
+                "cannot; or make the failing code traceable (avoid tensor-dependent `if`, in-place assignment to "
+                "proxies), or wrap it in a module and mark it a leaf.")
+    return ("What to do: torch.export needs code without data-dependent Python control flow on tensor values "
+            "(use torch.where / torch.cond), outputs made of tensors (and tuples/lists/dicts of them), and inputs "
+            "that match example_inputs. The messages above point at the failing line.")

@@ -1,0 +1,50 @@
+"""The errors fxrep raises. Each message names the cause and what to do about it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class FxrepError(Exception):
+    """Base class of every error fxrep raises on purpose."""
+
+
+class InvalidModelError(FxrepError, ValueError):
+    """The model or its inputs cannot be optimized as given (wrong type, NaN weights, ...)."""
+
+
+class CaptureError(FxrepError):
+    """No capture method could turn the model into an fx graph."""
+
+    def __init__(self, attempts: Sequence[tuple[str, str]], advice: str) -> None:
+        self.attempts = list(attempts)
+        lines = ["fxrep could not capture the model as an fx graph."]
+        for method, reason in self.attempts:
+            lines.append(f"- {method} failed: {reason}")
+        lines.append(advice)
+        super().__init__("\n".join(lines))
+
+
+class PassError(FxrepError):
+    """A pass raised; the message names it and the passes that ran before it."""
+
+    def __init__(self, pass_name: str, previous: Sequence[str], cause: BaseException) -> None:
+        self.pass_name = pass_name
+        self.previous = list(previous)
+        before = ", ".join(self.previous) if self.previous else "none"
+        super().__init__(
+            f"pass {pass_name!r} failed with {type(cause).__name__}: {cause}\n"
+            f"passes that ran before it (in order): {before}"
+        )
+
+
+class EquivalenceError(FxrepError):
+    """The optimized module's outputs differ from the original's beyond the tolerance."""
+
+    def __init__(self, message: str, *, pass_name: str | None, max_abs: float, max_rel: float,
+                 tolerance: float) -> None:
+        self.pass_name = pass_name
+        self.max_abs = max_abs
+        self.max_rel = max_rel
+        self.tolerance = tolerance
+        super().__init__(message)

@@ -1,0 +1,380 @@
+"""Linear ops: what each recognised node does to an `AffineValue`.
+
+``linear_op(node)`` classifies a node:
+
+- a `LinearOp` when the node is affine in its activation inputs (conv or Linear with constant
+  parameters, BatchNorm with running statistics, add/sub of tensors, multiply/divide/add by a scalar
+  or per-channel constant, constant pad, average pool, channel concatenation, border fill, identity);
+- a string saying why not, when the op is recognised but is not affine here (a BatchNorm using
+  batch statistics, a transposed conv, a reflect pad, a concatenation along a spatial axis, ...);
+- None for everything else (non-linearities, reshapes, unknown ops).
+
+``LinearOp.apply(values, size_of)`` computes the node's value from its inputs' values and raises
+`NotExact` when the algebra cannot represent the result exactly. ``rule`` names the rewrite for the
+report. ``input_layout(i)`` says how to read input ``i`` as a fresh source (channels, spatial dims,
+channel dim) when it is not itself part of the value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import torch
+from torch.fx import Node
+
+from ..algebra import ConvMap, NotExact
+from ..ops import (
+    Arithmetic,
+    AvgPool,
+    BatchNorm,
+    BorderFill,
+    Cat,
+    Conv,
+    Identity,
+    Linear,
+    Pad,
+    dims,
+    dtype_of,
+    rank,
+    tensor_constant,
+)
+from .value import AffineValue, SizeOf, Source
+
+Layout = tuple[int | None, int | None, int]  # channels, spatial dims, channel dim
+
+
+@dataclass(frozen=True, eq=False)
+class LinearOp:
+    """Base: ``node`` computes an affine function of ``inputs``."""
+
+    node: Node
+    inputs: tuple[Node, ...]
+    rule: str
+
+    @property
+    def absorbed(self) -> tuple[Node, ...]:
+        """Other nodes that are part of this op (a tuple-returning BatchNorm behind its getitem)."""
+        return ()
+
+    def input_layout(self, index: int) -> Layout:
+        return _layout_from_meta(self.inputs[index])
+
+    def apply(self, values: Sequence[AffineValue], size_of: SizeOf) -> AffineValue:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True, eq=False)
+class ConvOp(LinearOp):
+    conv: ConvMap
+    view: Conv
+
+    def input_layout(self, index: int) -> Layout:
+        return self.conv.in_channels, self.conv.nd, 1
+
+    def apply(self, values, size_of):
+        (value,) = values
+        if self.view.padding_mode != "zeros" and self.view.module is not None and self.conv.has_padding:
+            value = _special_padding_source(value, self.view)
+            conv = replace(self.conv, padding=((0, 0),) * self.conv.nd)
+            return value.then(conv, size_of)
+        return _with_rule(value.then(self.conv, size_of), value, self.rule)
+
+
+@dataclass(frozen=True, eq=False)
+class BatchNormOp(LinearOp):
+    scale: torch.Tensor
+    shift: torch.Tensor
+    view: BatchNorm
+
+    @property
+    def absorbed(self) -> tuple[Node, ...]:
+        return () if self.view.call is self.node else (self.view.call,)
+
+    def input_layout(self, index: int) -> Layout:
+        _, nd, _ = _layout_from_meta(self.inputs[0])
+        return self.scale.numel(), nd, 1
+
+    def apply(self, values, size_of):
+        (value,) = values
+        return _with_rule(value.scale(self.scale).shift(self.shift), value, self.rule)
+
+
+@dataclass(frozen=True, eq=False)
+class LinearLayerOp(LinearOp):
+    linear: ConvMap
+
+    def input_layout(self, index: int) -> Layout:
+        return self.linear.in_channels, 0, 1 if rank(self.inputs[0]) == 2 else -1
+
+    def apply(self, values, size_of):
+        (value,) = values
+        if value.nd != 0:
+            raise NotExact("a Linear layer reads a tensor with spatial dims as features")
+        return _with_rule(value.then(self.linear, size_of), value, self.rule)
+
+
+@dataclass(frozen=True, eq=False)
+class PointwiseOp(LinearOp):
+    """``value * scale + shift`` with scalar or per-channel constants (mul, div, neg, add/sub const)."""
+
+    scale: torch.Tensor | None
+    shift: torch.Tensor | None
+    constant: torch.Tensor | None  # the raw operand, shaped as in the graph, for the layout check
+
+    def apply(self, values, size_of):
+        (value,) = values
+        if self.constant is not None:
+            _check_per_channel(self.constant, value)
+        before = value
+        if self.scale is not None:
+            value = value.scale(_per_channel(self.scale, value))
+        if self.shift is not None:
+            value = value.shift(_per_channel(self.shift, value))
+        return _with_rule(value, before, self.rule)
+
+
+@dataclass(frozen=True, eq=False)
+class SumOp(LinearOp):
+    """``lhs + alpha * rhs`` of two tensors."""
+
+    alpha: float
+
+    def apply(self, values, size_of):
+        lhs, rhs = values
+        result = lhs.add(rhs, size_of, self.alpha)
+        merged = set(lhs.sources) & set(rhs.sources)
+        if not merged:
+            return result
+        identity = any((v.map_of(s) is not None and v.map_of(s).is_identity) for s in merged for v in (lhs, rhs))
+        return result.with_rule("fold_residual" if identity else self.rule)
+
+
+@dataclass(frozen=True, eq=False)
+class PadOp(LinearOp):
+    widths: tuple[tuple[int, int], ...]  # trailing dims, as in the Pad view
+    value: float
+
+    def apply(self, values, size_of):
+        (value,) = values
+        if value.channel_dim != 1 or len(self.widths) > value.nd:
+            raise NotExact("the pad reaches into the channel or batch dimension")
+        widths = ((0, 0),) * (value.nd - len(self.widths)) + self.widths
+        return _with_rule(value.pad(widths, self.value, size_of), value, self.rule)
+
+
+@dataclass(frozen=True, eq=False)
+class AvgPoolOp(LinearOp):
+    view: AvgPool
+
+    def input_layout(self, index: int) -> Layout:
+        channels, _, _ = _layout_from_meta(self.inputs[0])
+        return channels, len(self.view.kernel_size), 1
+
+    def apply(self, values, size_of):
+        (value,) = values
+        in_size = _spatial_size(self.inputs[0], value.nd)
+        pool = self.view.conv_map(value.channels, in_size)
+        return _with_rule(value.then(pool, size_of), value, self.rule)
+
+
+@dataclass(frozen=True, eq=False)
+class CatOp(LinearOp):
+    dim: int
+    rank: int | None
+
+    def apply(self, values, size_of):
+        channel_dim = values[0].channel_dim
+        along_channels = self.dim == 1 if channel_dim == 1 else self.rank is not None and self.dim == self.rank - 1
+        if not along_channels:
+            raise NotExact(f"{self.node.name} concatenates along dim {self.dim}, not along channels")
+        return AffineValue.concatenate(values, size_of).with_rule(self.rule)
+
+
+@dataclass(frozen=True, eq=False)
+class FillOp(LinearOp):
+    view: BorderFill
+
+    def apply(self, values, size_of):
+        (value,) = values
+        shape = dims(self.node)
+        if shape is None or value.channel_dim != 1:
+            raise NotExact("the filled tensor's shape is unknown")
+        axis = self.view.dim - 2
+        if axis < 0:
+            raise NotExact("the fill overwrites a slice along the batch or channel dimension")
+        per_channel = _constant_per_channel(self.view.value, shape, self.view.dim, self.view.start, self.view.end)
+        return value.fill(axis, self.view.start, self.view.end, shape[self.view.dim], per_channel,
+                          size_of).with_rule(self.rule)
+
+
+@dataclass(frozen=True, eq=False)
+class IdentityOp(LinearOp):
+    def apply(self, values, size_of):
+        return values[0]
+
+
+def linear_op(node: Node) -> LinearOp | str | None:
+    """Classify ``node`` (see the module docstring)."""
+    if node.op not in ("call_function", "call_module", "call_method"):
+        return None
+    if _changes_dtype(node):
+        return None
+    conv = Conv.from_node(node)
+    if conv is not None:
+        try:
+            conv_map = _conv_map_allowing_padding_modes(conv)
+        except NotExact as reason:
+            return str(reason)
+        return ConvOp(node, (conv.input,), "compose_convs", conv_map, conv)
+    bn = BatchNorm.from_node(node)
+    if bn is not None:
+        try:
+            scale, shift = bn.affine()
+        except NotExact as reason:
+            return str(reason)
+        if bn.call is not node and len(bn.call.users) != 1:
+            return f"{node.name}'s batch-norm call has other outputs in use"
+        return BatchNormOp(node, (bn.input,), "fold_batchnorm", scale, shift, bn)
+    linear = Linear.from_node(node)
+    if linear is not None:
+        try:
+            return LinearLayerOp(node, (linear.input,), "compose_linears", linear.linear_map())
+        except NotExact as reason:
+            return str(reason)
+    arithmetic = Arithmetic.from_node(node)
+    if arithmetic is not None:
+        return _arithmetic_op(arithmetic)
+    pad = Pad.from_node(node)
+    if pad is not None:
+        if pad.mode != "constant":
+            return f"{node.name} pads with mode {pad.mode!r}, which is not a conv's zero padding"
+        return PadOp(node, (pad.input,), "fold_pad", pad.pads, pad.value)
+    pool = AvgPool.from_node(node)
+    if pool is not None:
+        return AvgPoolOp(node, (pool.input,), "fold_avgpool", pool)
+    cat = Cat.from_node(node)
+    if cat is not None:
+        if cat.dim == 0:
+            return f"{node.name} concatenates along the batch dimension"
+        return CatOp(node, cat.inputs, "fold_concat", cat.dim, rank(node))
+    fill = BorderFill.from_node(node)
+    if fill is not None:
+        return FillOp(node, (fill.base,), "fold_border_fill", fill)
+    identity = Identity.from_node(node)
+    if identity is not None:
+        return IdentityOp(node, (identity.input,), "drop_identity")
+    return None
+
+
+def _arithmetic_op(view: Arithmetic) -> LinearOp | str | None:
+    node = view.node
+    if view.op == "neg":
+        if not isinstance(view.lhs, Node) or tensor_constant(view.lhs) is not None:
+            return None
+        return PointwiseOp(node, (view.lhs,), "fold_scale", torch.tensor(-1.0), None, None)
+    lhs_constant, rhs_constant = tensor_constant(view.lhs), tensor_constant(view.rhs)
+    lhs_tensor = isinstance(view.lhs, Node) and lhs_constant is None
+    rhs_tensor = isinstance(view.rhs, Node) and rhs_constant is None
+    alpha = float(view.alpha)
+    if view.op in ("add", "sub"):
+        sign = 1.0 if view.op == "add" else -1.0
+        if lhs_tensor and rhs_tensor:
+            return SumOp(node, (view.lhs, view.rhs), "merge_branches", sign * alpha)
+        if lhs_tensor and rhs_constant is not None:
+            return PointwiseOp(node, (view.lhs,), "fold_shift", None, sign * alpha * rhs_constant, rhs_constant)
+        if rhs_tensor and lhs_constant is not None:
+            return PointwiseOp(node, (view.rhs,), "fold_shift", torch.tensor(sign * alpha), lhs_constant,
+                               lhs_constant)
+        return None
+    if view.op == "mul":
+        if lhs_tensor and rhs_constant is not None:
+            return PointwiseOp(node, (view.lhs,), "fold_scale", rhs_constant, None, rhs_constant)
+        if rhs_tensor and lhs_constant is not None:
+            return PointwiseOp(node, (view.rhs,), "fold_scale", lhs_constant, None, lhs_constant)
+        return None
+    if view.op == "div" and lhs_tensor and rhs_constant is not None:
+        if bool((rhs_constant == 0).any()):
+            return f"{node.name} divides by zero"
+        return PointwiseOp(node, (view.lhs,), "fold_scale", 1.0 / rhs_constant.to(torch.float64), None,
+                           rhs_constant)
+    return None
+
+
+def _conv_map_allowing_padding_modes(conv: Conv) -> ConvMap:
+    if conv.padding_mode != "zeros" and conv.module is not None and not conv.transposed:
+        return replace(conv, padding_mode="zeros").conv_map()
+    return conv.conv_map()
+
+
+def _special_padding_source(value: AffineValue, view: Conv) -> AffineValue:
+    """The identity on ``view.input`` padded with the module's padding mode (reflect, ...)."""
+    if len(value.terms) != 1 or value.ring is not None or bool(value.bias.ne(0).any()):
+        raise NotExact(f"{view.node.name} pads a computed tensor with mode {view.padding_mode!r}")
+    source, conv = value.terms[0]
+    if source.padding_mode != "zeros" or not conv.is_identity:
+        raise NotExact(f"{view.node.name} pads a computed tensor with mode {view.padding_mode!r}")
+    special = Source(source.node, view.padding_mode, view.padding)
+    return AffineValue.of_source(special, value.channels, value.nd, value.channel_dim)
+
+
+def _with_rule(result: AffineValue, before: AffineValue, rule: str) -> AffineValue:
+    """Count ``rule`` only when the op really folded into an earlier op (not applied to a bare source)."""
+    return result if before.is_bare_source else result.with_rule(rule)
+
+
+def _layout_from_meta(node: Node) -> Layout:
+    shape = dims(node)
+    if shape is None or len(shape) < 2:
+        return None, None, 1
+    return shape[1], len(shape) - 2, 1
+
+
+def _spatial_size(node: Node, nd: int) -> tuple[int, ...] | None:
+    shape = dims(node)
+    if shape is None or len(shape) != nd + 2 or any(d is None for d in shape[2:]):
+        return None
+    return tuple(shape[2:])  # type: ignore[arg-type]
+
+
+def _changes_dtype(node: Node) -> bool:
+    out = dtype_of(node)
+    inputs = [dtype_of(n) for n in node.all_input_nodes if n.op != "get_attr"]
+    return out is not None and any(d is not None and d != out for d in inputs)
+
+
+def _per_channel(constant: torch.Tensor, value: AffineValue) -> torch.Tensor:
+    """A broadcastable constant as a 0-d tensor or one number per channel, shape (C,)."""
+    constant = constant.to(torch.float64)
+    return constant.reshape(()) if constant.numel() == 1 else constant.reshape(-1)
+
+
+def _check_per_channel(constant: torch.Tensor, value: AffineValue) -> None:
+    """Raise unless ``constant`` broadcasts as one number per channel (or one number)."""
+    shape = tuple(constant.shape)
+    if constant.numel() == 1:
+        return
+    if value.channel_dim == -1:
+        if all(d == 1 for d in shape[:-1]) and shape[-1] == value.channels:
+            return
+    else:
+        rank_ = value.nd + 2
+        aligned = (1,) * (rank_ - len(shape)) + shape if len(shape) <= rank_ else None
+        if aligned is not None and aligned[1] == value.channels and all(
+                d == 1 for i, d in enumerate(aligned) if i != 1):
+            return
+    raise NotExact(f"the constant of shape {shape} is not one number per channel")
+
+
+def _constant_per_channel(value: torch.Tensor, shape, dim: int, start: int, end: int) -> torch.Tensor:
+    """The fill value as one number per channel (dim 1), or raise when it varies otherwise."""
+    slice_shape = list(shape)
+    slice_shape[dim] = end - start
+    try:
+        full = value.to(torch.float64).expand(slice_shape)
+    except RuntimeError as error:
+        raise NotExact(f"the fill value of shape {tuple(value.shape)} does not broadcast") from error
+    per_channel = full.transpose(0, 1).reshape(shape[1], -1)
+    if not bool((per_channel == per_channel[:, :1]).all()):
+        raise NotExact("the fill value varies within a channel")
+    return per_channel[:, 0].clone()

@@ -1,0 +1,289 @@
+"""`AffineValue`: a tensor in the graph written as an affine function of earlier tensors.
+
+    value = sum_k  M_k(source_k)  +  bias            (bias per channel, maps bias-free)
+
+Each ``M_k`` is a `ConvMap` and each ``source_k`` a node that is materialised anyway (a region's
+input or a tensor kept for other reasons). Every linear op updates the value: a BatchNorm scales
+and shifts it, a conv composes with every map, an add merges the maps of equal sources, a
+concatenation stacks them. When a value has one source the whole region is one conv.
+
+Padding needs one more piece. A zero or constant pad on the value's grid gives a *ring* of border
+positions whose values are fixed constants (per side, per channel) instead of what the maps would
+produce there. ``BNAndPadLayer`` of Diverse Branch Block pads with zeros and then overwrites each
+side with the BN bias; once every side holds exactly what the maps produce outside their grid (the
+bias, when no tap reaches the input, see `fxrep.algebra.borders`), the ring is just a larger grid
+and is folded into the maps' padding. A ring that never matches makes the value non-emittable and
+the region keeps the pad op.
+
+``channel_dim`` is 1 for channels-first tensors (conv, BatchNorm; ``nd`` spatial dims after it) and
+-1 for Linear layers applied to the last dimension of a tensor of any rank (``nd`` is 0).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+import torch
+from torch.fx import Node
+
+from ..algebra import (
+    ConvMap,
+    NotExact,
+    check_border,
+    compose_kernels,
+    extend_padding,
+    extension_is_constant,
+    identity_map,
+    propagate_bias,
+    stack_maps,
+    sum_maps,
+)
+from ..algebra.conv_map import Padding
+
+SizeOf = Callable[["Source"], "tuple[int, ...] | None"]
+
+FILL_RTOL = 1e-5
+"""Relative tolerance when comparing a fill value with the bias it must equal (float32 rounding)."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """A materialised tensor read by a term, optionally padded with a non-zero padding mode first."""
+
+    node: Node
+    padding_mode: str = "zeros"
+    padding: Padding = ()
+
+    def describe(self) -> str:
+        if self.padding_mode == "zeros":
+            return self.node.name
+        return f"{self.padding_mode}-pad({self.node.name}, {self.padding})"
+
+
+@dataclass(frozen=True, eq=False)
+class Ring:
+    """Border positions around the grid: widths per spatial axis, one constant per side and channel."""
+
+    widths: Padding
+    values: tuple[torch.Tensor, ...]  # axis 0 low, axis 0 high, axis 1 low, ...; each of shape (C,)
+
+    def map_values(self, function: Callable[[torch.Tensor], torch.Tensor]) -> Ring:
+        return Ring(self.widths, tuple(function(v) for v in self.values))
+
+
+@dataclass(frozen=True, eq=False)
+class AffineValue:
+    """``sum_k terms[k].map(terms[k].source) + bias`` (see the module docstring)."""
+
+    terms: tuple[tuple[Source, ConvMap], ...]
+    bias: torch.Tensor
+    nd: int
+    channel_dim: int = 1
+    ring: Ring | None = None
+    rules: Counter = field(default_factory=Counter)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def of_source(cls, source: Source | Node, channels: int, nd: int, channel_dim: int = 1) -> AffineValue:
+        """The identity on ``source``."""
+        if isinstance(source, Node):
+            source = Source(source)
+        return cls(((source, identity_map(channels, nd)),), torch.zeros(channels, dtype=torch.float64), nd,
+                   channel_dim)
+
+    @property
+    def channels(self) -> int:
+        return self.bias.numel()
+
+    @property
+    def sources(self) -> tuple[Source, ...]:
+        return tuple(source for source, _ in self.terms)
+
+    def map_of(self, source: Source) -> ConvMap | None:
+        return next((m for s, m in self.terms if s == source), None)
+
+    def rename_sources(self, mapping: dict[Node, Node]) -> AffineValue:
+        """The same value reading ``mapping[node]`` wherever it read ``node``."""
+        terms = tuple((replace(s, node=mapping.get(s.node, s.node)), m) for s, m in self.terms)
+        return replace(self, terms=terms)
+
+    @property
+    def is_bare_source(self) -> bool:
+        """The identity on one source: nothing has been applied yet."""
+        return (len(self.terms) == 1 and self.terms[0][1].is_identity and self.ring is None
+                and not bool(self.bias.ne(0).any()))
+
+    def with_rule(self, rule: str) -> AffineValue:
+        rules = Counter(self.rules)
+        rules[rule] += 1
+        return replace(self, rules=rules)
+
+    # ------------------------------------------------------------------ pointwise affine ops
+    def scale(self, factor: torch.Tensor) -> AffineValue:
+        """``factor * value`` for a scalar or per-channel ``factor`` (shape () or (C,))."""
+        factor = factor.to(torch.float64)
+        per_channel = factor.expand(self.channels)
+        terms = tuple((s, replace(m, weight=m.weight * _out_shape(per_channel, m))) for s, m in self.terms)
+        ring = None if self.ring is None else self.ring.map_values(lambda v: v * per_channel)
+        return replace(self, terms=terms, bias=self.bias * per_channel, ring=ring)
+
+    def shift(self, offset: torch.Tensor) -> AffineValue:
+        """``value + offset`` for a scalar or per-channel constant."""
+        offset = offset.to(torch.float64).expand(self.channels)
+        ring = None if self.ring is None else self.ring.map_values(lambda v: v + offset)
+        return replace(self, bias=self.bias + offset, ring=ring)
+
+    # ------------------------------------------------------------------ combining values
+    def add(self, other: AffineValue, size_of: SizeOf, alpha: float = 1.0) -> AffineValue:
+        """``self + alpha * other``; maps of the same source are merged into one (`sum_maps`)."""
+        if other.channel_dim != self.channel_dim or other.nd != self.nd:
+            raise NotExact("the summed tensors have different layouts")
+        if other.channels != self.channels:
+            raise NotExact(f"the summed tensors have {self.channels} and {other.channels} channels")
+        if alpha != 1:
+            other = other.scale(torch.tensor(float(alpha)))
+        left, right = _common_ring(self, other, size_of)
+        terms = list(left.terms)
+        for source, conv in right.terms:
+            index = next((i for i, (s, _) in enumerate(terms) if s == source), None)
+            if index is None:
+                terms.append((source, conv))
+            else:
+                terms[index] = (source, sum_maps([terms[index][1], conv], size_of(source)))
+        ring = None
+        if left.ring is not None:
+            ring = Ring(left.ring.widths, tuple(a + b for a, b in zip(left.ring.values, right.ring.values,
+                                                                         strict=True)))
+        return AffineValue(tuple(terms), left.bias + right.bias, self.nd, self.channel_dim, ring,
+                           self.rules + other.rules)
+
+    def then(self, conv: ConvMap, size_of: SizeOf) -> AffineValue:
+        """``conv(value)``: compose ``conv`` after every map; exact only if its padding reads what we produce."""
+        if conv.nd != self.nd:
+            raise NotExact(f"a {conv.nd}-d op cannot follow a {self.nd}-d tensor")
+        if conv.in_channels != self.channels:
+            raise ValueError(f"op reads {conv.in_channels} channels, value has {self.channels}")
+        value = self.resolve_ring(size_of)
+        for source, inner in value.terms:
+            check_border(conv, inner, None, size_of(source))
+        if conv.has_padding and bool(value.bias.ne(0).any()):
+            channel = int(torch.nonzero(value.bias)[0])
+            raise NotExact(
+                f"the op zero-pads (padding {conv.padding}) a tensor whose border value is its bias "
+                f"({float(value.bias[channel]):.4g} on channel {channel}), not 0"
+            )
+        outer = conv.without_bias()
+        terms = tuple((s, compose_kernels(outer, m)) for s, m in value.terms)
+        bias = propagate_bias(conv, value.bias)
+        return AffineValue(terms, bias, self.nd, self.channel_dim, None, self.rules)
+
+    @staticmethod
+    def concatenate(values: Sequence[AffineValue], size_of: SizeOf) -> AffineValue:
+        """Concatenation along the channel dim: maps of each source stack along output channels."""
+        first = values[0]
+        if any(v.channel_dim != first.channel_dim or v.nd != first.nd for v in values):
+            raise NotExact("the concatenated tensors have different layouts")
+        rings = [v.ring for v in values]
+        if any(r is not None for r in rings):
+            if any(r is None or r.widths != rings[0].widths for r in rings):
+                raise NotExact("the concatenated tensors have different padded borders")
+        sources: list[Source] = []
+        for value in values:
+            sources.extend(s for s in value.sources if s not in sources)
+        terms = []
+        for source in sources:
+            template = next(v.map_of(source) for v in values if v.map_of(source) is not None)
+            parts = []
+            for value in values:
+                conv = value.map_of(source)
+                if conv is None:
+                    zeros = template.weight.new_zeros(value.channels, *template.weight.shape[1:])
+                    conv = replace(template, weight=zeros, bias=None)
+                parts.append(conv)
+            terms.append((source, stack_maps(parts, size_of(source))))
+        ring = None
+        if rings[0] is not None:
+            sides = len(rings[0].values)
+            ring = Ring(rings[0].widths, tuple(torch.cat([r.values[i] for r in rings]) for i in range(sides)))
+        rules = sum((v.rules for v in values), Counter())
+        return AffineValue(tuple(terms), torch.cat([v.bias for v in values]), first.nd, first.channel_dim, ring,
+                           rules)
+
+    # ------------------------------------------------------------------ padding and border fills
+    def pad(self, widths: Padding, value: float, size_of: SizeOf) -> AffineValue:
+        """Constant-pad the spatial grid by ``widths`` (per-axis (low, high)) with ``value``."""
+        if any(lo < 0 or hi < 0 for lo, hi in widths):
+            raise NotExact(f"negative padding {widths} crops the tensor")
+        fill = torch.full((self.channels,), float(value), dtype=torch.float64)
+        if self.ring is None:
+            ring = Ring(widths, (fill,) * (2 * self.nd))
+        else:
+            if not all(_close(v, fill) for v in self.ring.values):
+                raise NotExact("padding again around a border of different constant values")
+            ring = Ring(tuple((a + c, b + d) for (a, b), (c, d) in zip(self.ring.widths, widths, strict=True)),
+                        self.ring.values)
+        return replace(self, ring=ring).resolve_ring(size_of, required=False)
+
+    def fill(self, axis: int, start: int, end: int, grid_size: int, values: torch.Tensor,
+             size_of: SizeOf) -> AffineValue:
+        """Overwrite positions ``[start, end)`` of spatial ``axis`` with per-channel ``values``.
+
+        Exact as a ring update only when the slice is exactly one side of the ring.
+        """
+        if self.ring is None:
+            raise NotExact("a slice of the tensor is overwritten with constants, which is not a conv")
+        low, high = self.ring.widths[axis]
+        if (start, end) == (0, low) and low > 0:
+            side = 2 * axis
+        elif (start, end) == (grid_size - high, grid_size) and high > 0:
+            side = 2 * axis + 1
+        else:
+            raise NotExact(f"overwritten slice [{start}:{end}] on axis {axis} is not a padded border "
+                           f"(border widths {self.ring.widths[axis]})")
+        sides = list(self.ring.values)
+        sides[side] = values.to(torch.float64)
+        return replace(self, ring=Ring(self.ring.widths, tuple(sides))).resolve_ring(size_of, required=False)
+
+    def resolve_ring(self, size_of: SizeOf, required: bool = True) -> AffineValue:
+        """Fold the ring into the maps' padding when it holds what the maps produce there."""
+        ring = self.ring
+        if ring is None:
+            return self
+        mismatch = next((v for v in ring.values if not _close(v, self.bias)), None)
+        geometry_ok = all(extension_is_constant(m, ring.widths, size_of(s)) for s, m in self.terms)
+        if mismatch is None and geometry_ok:
+            terms = tuple((s, extend_padding(m, ring.widths)) for s, m in self.terms)
+            return replace(self, terms=terms, ring=None)
+        if not required:
+            return self
+        if not geometry_ok:
+            raise NotExact("the padded border sits next to outputs that read the input, so it cannot become "
+                           "conv padding")
+        channel = int(torch.nonzero(~_close_mask(mismatch, self.bias))[0])
+        raise NotExact(
+            f"the border is padded with {float(mismatch[channel]):.4g} on channel {channel} but the branch "
+            f"produces {float(self.bias[channel]):.4g} there (its bias); only padding with the bias is exact"
+        )
+
+
+def _out_shape(per_channel: torch.Tensor, conv: ConvMap) -> torch.Tensor:
+    return per_channel.reshape(-1, *([1] * (conv.weight.dim() - 1)))
+
+
+def _close_mask(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return (a - b).abs() <= FILL_RTOL * (1.0 + b.abs())
+
+
+def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return bool(_close_mask(a, b).all())
+
+
+def _common_ring(a: AffineValue, b: AffineValue, size_of: SizeOf) -> tuple[AffineValue, AffineValue]:
+    """Bring two summands to the same ring (both None, or equal widths)."""
+    if a.ring is None and b.ring is None:
+        return a, b
+    if a.ring is not None and b.ring is not None and a.ring.widths == b.ring.widths:
+        return a, b
+    return a.resolve_ring(size_of), b.resolve_ring(size_of)

@@ -1,0 +1,42 @@
+"""Op views: typed, form-independent access to the ops fxrep rewrites.
+
+Each view's ``from_node(node)`` recognises the module form (``nn.Conv2d``), the functional form
+(``F.conv2d``) and the ATen form (``aten.conv2d``) alike and returns None for anything else, so
+passes never index ``node.args``.
+"""
+
+from ._graph import constant_value, dims, dtype_of, example_value, rank, static_shape, tensor_constant
+from .activation import Activation
+from .arithmetic import Arithmetic
+from .batchnorm import BatchNorm
+from .border_fill import BorderFill
+from .concat import Cat
+from .conv import Conv
+from .identity import Identity
+from .kinds import VIEWS, op_kind
+from .linear import Linear
+from .pad import Pad
+from .pool import AvgPool, MaxPool
+
+__all__ = [
+    "VIEWS",
+    "Activation",
+    "Arithmetic",
+    "AvgPool",
+    "BatchNorm",
+    "BorderFill",
+    "Cat",
+    "Conv",
+    "Identity",
+    "Linear",
+    "MaxPool",
+    "Pad",
+    "constant_value",
+    "dims",
+    "dtype_of",
+    "example_value",
+    "op_kind",
+    "rank",
+    "static_shape",
+    "tensor_constant",
+]

@@ -1,0 +1,39 @@
+"""``op_kind(node)``: a short name for what a node computes, for reports, ``explain`` and pictures."""
+
+from __future__ import annotations
+
+from torch.fx import Node
+
+from .activation import Activation
+from .arithmetic import Arithmetic
+from .batchnorm import BatchNorm
+from .border_fill import BorderFill
+from .concat import Cat
+from .conv import Conv
+from .identity import Identity
+from .linear import Linear
+from .pad import Pad
+from .pool import AvgPool, MaxPool
+
+VIEWS = (Conv, BatchNorm, Linear, Arithmetic, Pad, AvgPool, MaxPool, Cat, Identity, Activation, BorderFill)
+
+
+def op_kind(node: Node) -> str | None:
+    """``"conv"``, ``"batchnorm"``, ``"add"``, ``"relu"``, ... or None for ops no view recognises."""
+    if node.op in ("placeholder", "output", "get_attr"):
+        return None
+    for view_type in VIEWS:
+        view = view_type.from_node(node)
+        if view is None:
+            continue
+        if isinstance(view, Conv):
+            return "conv_transpose" if view.transposed else "conv"
+        if isinstance(view, Arithmetic):
+            return view.op
+        if isinstance(view, Activation):
+            return view.kind
+        return {
+            BatchNorm: "batchnorm", Linear: "linear", Pad: "pad", AvgPool: "avgpool", MaxPool: "maxpool",
+            Cat: "cat", Identity: "identity", BorderFill: "border_fill",
+        }[type(view)]
+    return None

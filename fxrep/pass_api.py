@@ -1,0 +1,137 @@
+"""fxrep's public pass API: everything a rewrite pass needs, in one import.
+
+The built-in passes in ``fxrep.passes`` import only this module (a test enforces it), so a custom
+pass written against it can do anything a built-in one does::
+
+    from fxrep import pass_api as api
+
+    @dataclass(frozen=True)
+    class MyPass(api.Pass):
+        name: ClassVar[str] = "my_pass"
+
+        def __call__(self, gm):
+            result = api.PassResult()
+            rewriter = api.Rewriter(gm)
+            for node in list(gm.graph.nodes):
+                conv = api.Conv.from_node(node)
+                ...
+            rewriter.finish()
+            result.modified, result.counts = rewriter.modified, rewriter.counts
+            return result
+
+Contents: pass types (`Pass`, `PassResult`, `Refusal`, `CostDecision`, `Match`), the `Rewriter`,
+op views (`Conv`, `BatchNorm`, ...), the kernel algebra (`ConvMap`, `sum_maps`, `compose`, ...),
+linear-region analysis (`find_linear_regions`, `AffineValue`, `emit_value`, ...) and the cost model.
+"""
+
+from . import algebra
+from .algebra import (
+    ConvMap,
+    NotExact,
+    avgpool_map,
+    batchnorm_affine,
+    compose,
+    conv_map,
+    diagonal_map,
+    identity_map,
+    linear_map,
+    regroup,
+    stack_maps,
+    sum_maps,
+)
+from .capture import graph_level
+from .cost import CPU, GPU, TARGETS, CostModel, Target
+from .linear.emit import emit_value, value_seconds
+from .linear.ops import LinearOp, linear_op
+from .linear.regions import (
+    Region,
+    RegionAnalysis,
+    constant_nodes,
+    dataflow_graph,
+    find_linear_regions,
+    is_side_effect_only,
+)
+from .linear.value import AffineValue, Source
+from .ops import (
+    Activation,
+    Arithmetic,
+    AvgPool,
+    BatchNorm,
+    BorderFill,
+    Cat,
+    Conv,
+    Identity,
+    Linear,
+    MaxPool,
+    Pad,
+    constant_value,
+    dims,
+    dtype_of,
+    example_value,
+    op_kind,
+    static_shape,
+    tensor_constant,
+)
+from .pass_base import CostDecision, Match, Pass, PassResult, Refusal, module_path_of
+from .rewriter import Rewriter
+from .shapes import propagate_shapes
+
+__all__ = [
+    "CPU",
+    "GPU",
+    "TARGETS",
+    "Activation",
+    "AffineValue",
+    "Arithmetic",
+    "AvgPool",
+    "BatchNorm",
+    "BorderFill",
+    "Cat",
+    "Conv",
+    "ConvMap",
+    "CostDecision",
+    "CostModel",
+    "Identity",
+    "Linear",
+    "LinearOp",
+    "Match",
+    "MaxPool",
+    "NotExact",
+    "Pad",
+    "Pass",
+    "PassResult",
+    "Refusal",
+    "Region",
+    "RegionAnalysis",
+    "Rewriter",
+    "Source",
+    "Target",
+    "algebra",
+    "avgpool_map",
+    "batchnorm_affine",
+    "compose",
+    "constant_nodes",
+    "constant_value",
+    "conv_map",
+    "dataflow_graph",
+    "diagonal_map",
+    "dims",
+    "dtype_of",
+    "emit_value",
+    "example_value",
+    "find_linear_regions",
+    "graph_level",
+    "identity_map",
+    "is_side_effect_only",
+    "linear_map",
+    "linear_op",
+    "module_path_of",
+    "op_kind",
+    "propagate_shapes",
+    "regroup",
+    "stack_maps",
+    "static_shape",
+    "sum_maps",
+    "tensor_constant",
+    "value_seconds",
+]

@@ -1,0 +1,102 @@
+"""What a pass is and what it reports.
+
+A pass is a frozen dataclass: its options are fields, ``name`` is a class variable, and calling it
+on a GraphModule rewrites the graph in place and returns a `PassResult` that is truthy when the
+graph changed. Results say how often each rule fired, which candidates were refused and why
+(`Refusal`), and the cost estimates behind each decision (`CostDecision`).
+
+`Match` is the value a matcher returns: a success carrying what was matched, or a failure carrying
+the reason, so refusals are recorded where they are found (``Match.fail("conv3 feeds 2 users")``).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from torch.fx import GraphModule, Node
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A candidate a pass looked at and left alone, with the reason."""
+
+    node: str
+    reason: str
+    module: str = ""
+
+    @classmethod
+    def at(cls, node: Node, reason: str) -> Refusal:
+        return cls(node.name, reason, module_path_of(node))
+
+
+@dataclass(frozen=True)
+class CostDecision:
+    """One cost-model decision: estimated seconds before/after a rewrite, and what was done."""
+
+    node: str
+    before: float
+    after: float
+    applied: bool
+    note: str = ""
+    module: str = ""
+
+    @property
+    def ratio(self) -> float:
+        return self.after / self.before if self.before > 0 else float("inf")
+
+
+@dataclass
+class PassResult:
+    """What one run of a pass did. ``bool(result)`` is True when the graph changed."""
+
+    modified: bool = False
+    counts: Counter = field(default_factory=Counter)
+    refusals: list[Refusal] = field(default_factory=list)
+    decisions: list[CostDecision] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return self.modified
+
+    def refuse(self, node: Node, reason: str) -> None:
+        self.refusals.append(Refusal.at(node, reason))
+
+
+class Pass:
+    """Base class of every pass; subclass it as a ``@dataclass(frozen=True)`` with options as fields."""
+
+    name: ClassVar[str] = "pass"
+
+    def __call__(self, gm: GraphModule) -> PassResult:
+        raise NotImplementedError(f"{type(self).__name__} must implement __call__(gm) -> PassResult")
+
+
+@dataclass(frozen=True)
+class Match:
+    """Result of matching: ``Match.ok(value)`` or ``Match.fail(reason)``; truthy on success."""
+
+    matched: bool
+    value: Any = None
+    reason: str = ""
+
+    @classmethod
+    def ok(cls, value: Any = None) -> Match:
+        return cls(True, value)
+
+    @classmethod
+    def fail(cls, reason: str) -> Match:
+        return cls(False, None, reason)
+
+    def __bool__(self) -> bool:
+        return self.matched
+
+
+def module_path_of(node: Node) -> str:
+    """The module a node came from (``layer1.0.conv1``), from its recorded module stack."""
+    if node.op == "call_module":
+        return str(node.target)
+    stack = node.meta.get("nn_module_stack")
+    if stack:
+        return str(list(stack.values())[-1][0])
+    return ""

@@ -1,0 +1,102 @@
+"""`PassManager`: run passes in order, repeatedly, until none changes the graph.
+
+After each pass the graph is linted; an exception inside a pass (or a broken graph after it) is
+re-raised as `PassError` naming the pass and every pass that ran before it. ``max_iterations`` caps
+the rounds, so a pass that always claims a change cannot loop forever (the cap is recorded).
+``dump`` names passes whose graph before and after is written to ``dump_dir`` (as code), to see what
+a pass did.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from torch.fx import GraphModule
+
+from .errors import PassError
+from .pass_base import Pass, PassResult
+
+
+@dataclass
+class PassRecord:
+    """One run of one pass."""
+
+    name: str
+    iteration: int
+    result: PassResult
+    seconds: float
+
+
+@dataclass
+class PipelineRun:
+    """Every pass run, in order, and whether the pipeline reached a fixed point."""
+
+    records: list[PassRecord] = field(default_factory=list)
+    converged: bool = True
+    iterations: int = 0
+
+
+class PassManager:
+    """Runs ``passes`` to a fixed point (see the module docstring)."""
+
+    def __init__(self, passes: Sequence[Pass], *, max_iterations: int = 8, lint: bool = True,
+                 dump: Iterable[str] = (), dump_dir: str | Path | None = None) -> None:
+        for item in passes:
+            if not callable(item):
+                raise TypeError(f"{item!r} is not a pass: passes are callables gm -> PassResult")
+        if max_iterations < 1:
+            raise ValueError("max_iterations must be at least 1")
+        self.passes = list(passes)
+        self.max_iterations = max_iterations
+        self.lint = lint
+        self.dump = set(dump)
+        self.dump_dir = Path(dump_dir) if dump_dir is not None else Path("fxrep_dump")
+
+    def run(self, gm: GraphModule) -> PipelineRun:
+        run = PipelineRun()
+        for iteration in range(self.max_iterations):
+            run.iterations = iteration + 1
+            changed = False
+            for item in self.passes:
+                result = self._run_one(item, gm, iteration, run)
+                changed |= bool(result)
+            if not changed:
+                return run
+        run.converged = False
+        return run
+
+    def _run_one(self, item: Pass, gm: GraphModule, iteration: int, run: PipelineRun) -> PassResult:
+        name = pass_name(item)
+        previous = [record.name for record in run.records]
+        if name in self.dump:
+            self._write(gm, f"{len(run.records):03d}_{name}_before.py")
+        start = time.perf_counter()
+        try:
+            result = item(gm)
+            if not isinstance(result, PassResult):
+                result = PassResult(modified=bool(result))
+            if self.lint:
+                gm.graph.lint()
+        except PassError:
+            raise
+        except Exception as error:
+            raise PassError(name, previous, error) from error
+        run.records.append(PassRecord(name, iteration, result, time.perf_counter() - start))
+        if name in self.dump:
+            self._write(gm, f"{len(run.records) - 1:03d}_{name}_after.py")
+        return result
+
+    def _write(self, gm: GraphModule, filename: str) -> None:
+        self.dump_dir.mkdir(parents=True, exist_ok=True)
+        (self.dump_dir / filename).write_text(gm.code)
+
+
+def pass_name(item: object) -> str:
+    """A pass's ``name`` (falls back to the class or function name)."""
+    name = getattr(item, "name", None)
+    if isinstance(name, str) and name != "pass":
+        return name
+    return getattr(item, "__name__", type(item).__name__)

@@ -1,0 +1,246 @@
+"""`Rewriter`: the one door through which passes change a graph.
+
+It emits ops in the graph's own form (``nn.Conv2d`` modules in a symbolically traced graph, ATen
+ops such as ``aten.conv2d`` in an exported one), casts float64 algebra results back to the model's
+dtype, registers new weights under readable names next to the code they replace
+(``stage1.0.reparam.weight``), copies node metadata (module stack, stack trace, shapes), counts
+every rewrite by rule, and on `finish` removes dead code and unused parameters, lints and
+recompiles the module and refreshes the recorded shapes.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.fx import GraphModule, Node
+
+from .algebra import ConvMap
+from .capture import graph_level
+from .shapes import propagate_shapes
+
+aten = torch.ops.aten
+
+_META_KEYS = ("nn_module_stack", "stack_trace", "source_fn_stack", "from_node", "seq_nr")
+_CONV_MODULES = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
+_ATEN_CONV = {1: aten.conv1d.default, 2: aten.conv2d.default, 3: aten.conv3d.default}
+
+
+class Rewriter:
+    """Emit, replace and clean up on one GraphModule; see the module docstring."""
+
+    def __init__(self, gm: GraphModule) -> None:
+        self.gm = gm
+        self.graph = gm.graph
+        self.level = graph_level(gm)
+        self.counts: Counter[str] = Counter()
+        self.changed = False
+
+    @property
+    def modified(self) -> bool:
+        return self.changed or bool(self.counts)
+
+    # ------------------------------------------------------------------ names and constants
+    def module_path(self, nodes: Iterable[Node]) -> str:
+        """The innermost module path shared by ``nodes`` (from their recorded module stacks)."""
+        paths = []
+        for node in nodes:
+            stack = node.meta.get("nn_module_stack")
+            if node.op == "call_module":
+                paths.append(str(node.target).split("."))
+            elif stack:
+                paths.append(str(list(stack.values())[-1][0]).split("."))
+        if not paths:
+            return ""
+        common: list[str] = []
+        for parts in zip(*paths, strict=False):
+            if len(set(parts)) != 1:
+                break
+            common.append(parts[0])
+        return ".".join(p for p in common if p)
+
+    def fresh_name(self, path: str, name: str) -> str:
+        """``path.name`` (or ``path.name_1``, ...) that no attribute of the module uses yet."""
+        prefix = f"{path}." if path else ""
+        candidate, index = f"{prefix}{name}", 0
+        while _has_attribute(self.gm, candidate):
+            index += 1
+            candidate = f"{prefix}{name}_{index}"
+        return candidate
+
+    def constant(self, value: torch.Tensor, qualified_name: str, *, before: Node) -> Node:
+        """Register ``value`` as a frozen parameter at ``qualified_name``; return its get_attr node."""
+        owner_path, _, attr = qualified_name.rpartition(".")
+        owner = _ensure_module(self.gm, owner_path)
+        owner.register_parameter(attr, nn.Parameter(value.detach().clone(), requires_grad=False))
+        with self.graph.inserting_before(before):
+            node = self.graph.get_attr(qualified_name)
+        node.meta["val"] = value
+        return node
+
+    # ------------------------------------------------------------------ emitting ops
+    def conv(self, source: Node, conv: ConvMap, *, like: Node, path: str, dtype: torch.dtype,
+             device: torch.device) -> Node:
+        """Emit ``conv`` applied to ``source`` (a Linear for 0-d maps) before ``like``."""
+        conv = conv.to(dtype)
+        if conv.nd == 0:
+            return self.linear(source, conv.weight, conv.bias, like=like, path=path, device=device)
+        padding = conv.symmetric_padding
+        if padding is None:
+            common = tuple(min(lo, hi) for lo, hi in conv.padding)
+            extra = tuple((lo - c, hi - c) for (lo, hi), c in zip(conv.padding, common, strict=True))
+            source = self.pad(source, extra, like=like)
+            padding = common
+        name = self.fresh_name(path, "reparam")
+        weight = conv.weight.to(device)
+        bias = None if conv.bias is None else conv.bias.to(device)
+        if self.level == "module":
+            module = _CONV_MODULES[conv.nd](
+                conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride, padding=padding,
+                dilation=conv.dilation, groups=conv.groups, bias=bias is not None, device=device, dtype=dtype,
+            )
+            _freeze(module, weight, bias)
+            self.gm.add_submodule(name, module)
+            return self._insert(like, "call_module", name, (source,))
+        weight_node = self.constant(weight, f"{name}.weight", before=like)
+        bias_node = None if bias is None else self.constant(bias, f"{name}.bias", before=like)
+        args = (source, weight_node, bias_node, list(conv.stride), list(padding), list(conv.dilation), conv.groups)
+        return self._insert(like, "call_function", _ATEN_CONV[conv.nd], args)
+
+    def linear(self, source: Node, weight: torch.Tensor, bias: torch.Tensor | None, *, like: Node, path: str,
+               device: torch.device) -> Node:
+        name = self.fresh_name(path, "reparam")
+        weight = weight.to(device)
+        bias = None if bias is None else bias.to(device)
+        if self.level == "module":
+            module = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, device=device,
+                               dtype=weight.dtype)
+            _freeze(module, weight, bias)
+            self.gm.add_submodule(name, module)
+            return self._insert(like, "call_module", name, (source,))
+        weight_node = self.constant(weight, f"{name}.weight", before=like)
+        bias_node = None if bias is None else self.constant(bias, f"{name}.bias", before=like)
+        return self._insert(like, "call_function", aten.linear.default, (source, weight_node, bias_node))
+
+    def pad(self, source: Node, pads: Sequence[tuple[int, int]], *, like: Node, value: float = 0.0) -> Node:
+        """Zero (or ``value``) pad the trailing ``len(pads)`` dims by (low, high) pairs."""
+        flat = [p for lo, hi in reversed(pads) for p in (lo, hi)]
+        if self.level == "module":
+            return self._insert(like, "call_function", F.pad, (source, flat), {"value": value})
+        return self._insert(like, "call_function", aten.constant_pad_nd.default, (source, flat, value))
+
+    def add(self, lhs: Node, rhs: Node | torch.Tensor, *, like: Node, path: str = "") -> Node:
+        return self._binary("add", lhs, rhs, like=like, path=path)
+
+    def mul(self, lhs: Node, rhs: Node | torch.Tensor, *, like: Node, path: str = "") -> Node:
+        return self._binary("mul", lhs, rhs, like=like, path=path)
+
+    def _binary(self, op: str, lhs: Node, rhs: Node | torch.Tensor, *, like: Node, path: str) -> Node:
+        if isinstance(rhs, torch.Tensor):
+            rhs = self.constant(rhs, self.fresh_name(path, "reparam_" + ("scale" if op == "mul" else "shift")),
+                                before=like)
+        if self.level == "module":
+            target = operator.mul if op == "mul" else operator.add
+        else:
+            target = aten.mul.Tensor if op == "mul" else aten.add.Tensor
+        return self._insert(like, "call_function", target, (lhs, rhs))
+
+    def split(self, source: Node, sizes: Sequence[int], dim: int, *, like: Node) -> list[Node]:
+        """Split ``source`` into chunks of ``sizes`` along ``dim``; returns one node per chunk."""
+        if self.level == "module":
+            parts = self._insert(like, "call_function", torch.split, (source, list(sizes)), {"dim": dim})
+        else:
+            parts = self._insert(like, "call_function", aten.split_with_sizes.default, (source, list(sizes), dim))
+        return [self._insert(like, "call_function", operator.getitem, (parts, i)) for i in range(len(sizes))]
+
+    def cat(self, inputs: Sequence[Node], dim: int, *, like: Node) -> Node:
+        target = torch.cat if self.level == "module" else aten.cat.default
+        return self._insert(like, "call_function", target, (list(inputs), dim))
+
+    def call(self, op: str, target: Any, args: tuple, kwargs: dict | None = None, *, like: Node) -> Node:
+        """Emit any node (``op`` is an fx opcode) before ``like``, with ``like``'s metadata."""
+        return self._insert(like, op, target, args, kwargs)
+
+    def _insert(self, like: Node, op: str, target: Any, args: tuple, kwargs: dict | None = None) -> Node:
+        with self.graph.inserting_before(like):
+            node = self.graph.create_node(op, target, args, kwargs or {})
+        for key in _META_KEYS:
+            if key in like.meta:
+                node.meta[key] = like.meta[key]
+        return node
+
+    # ------------------------------------------------------------------ replacing and finishing
+    def replace(self, old: Node, new: Node, rule: str | None = None) -> None:
+        """Route every use of ``old`` to ``new`` (same value); count one firing of ``rule`` if given."""
+        for key in ("val", "tensor_meta"):
+            if key in old.meta and key not in new.meta:
+                new.meta[key] = old.meta[key]
+        old.replace_all_uses_with(new, propagate_meta=False)
+        self.changed = True
+        if rule is not None:
+            self.counts[rule] += 1
+
+    def count(self, rule: str, times: int = 1) -> None:
+        self.counts[rule] += times
+
+    def finish(self) -> None:
+        """Remove dead nodes and unused parameters, lint, recompile, refresh shapes."""
+        if not self.modified:
+            return
+        self.graph.eliminate_dead_code()
+        remove_unused_attributes(self.gm)
+        self.graph.lint()
+        self.gm.recompile()
+        propagate_shapes(self.gm)
+
+
+def remove_unused_attributes(gm: GraphModule) -> None:
+    """Delete parameters, buffers and submodules the graph no longer reads."""
+    used_attributes = {str(n.target) for n in gm.graph.nodes if n.op == "get_attr"}
+    called = [str(n.target) for n in gm.graph.nodes if n.op == "call_module"]
+
+    def in_called_module(path: str) -> bool:
+        return any(path.startswith(module + ".") for module in called)
+
+    names = [name for name, _ in gm.named_parameters(remove_duplicate=False)]
+    names += [name for name, _ in gm.named_buffers(remove_duplicate=False)]
+    for name in names:
+        if name in used_attributes or in_called_module(name):
+            continue
+        owner_path, _, attr = name.rpartition(".")
+        owner = gm.get_submodule(owner_path) if owner_path else gm
+        if attr in owner._parameters:
+            del owner._parameters[attr]
+        elif attr in owner._buffers:
+            del owner._buffers[attr]
+    gm.delete_all_unused_submodules()
+
+
+def _freeze(module: nn.Module, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
+    module.weight = nn.Parameter(weight.detach().clone(), requires_grad=False)
+    if bias is not None:
+        module.bias = nn.Parameter(bias.detach().clone(), requires_grad=False)
+
+
+def _has_attribute(gm: GraphModule, qualified_name: str) -> bool:
+    owner_path, _, attr = qualified_name.rpartition(".")
+    try:
+        owner = gm.get_submodule(owner_path) if owner_path else gm
+    except AttributeError:
+        return False
+    return hasattr(owner, attr)
+
+
+def _ensure_module(gm: GraphModule, path: str) -> nn.Module:
+    if not path:
+        return gm
+    try:
+        return gm.get_submodule(path)
+    except AttributeError:
+        gm.add_submodule(path, nn.Module())
+        return gm.get_submodule(path)

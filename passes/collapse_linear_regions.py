@@ -1,0 +1,263 @@
+"""Collapse every linear region into the cheapest exact set of convs.
+
+For each region (see `find_linear_regions`) the ops are evaluated in topological order into
+`AffineValue`s: BatchNorms and scales fold into the conv before them, parallel branches of one
+input merge into one kernel (RepVGG, ACNet, MobileOne, residuals), sequential convs compose
+(ExpandNet, DBB's 1x1 -> kxk), pads and average pools become conv padding and kernels, channel
+concatenations stack. Where the algebra says a step is not exact, the step's inputs are
+materialised ("cut") and the reason is recorded; an op that cannot be expressed even then stays as
+it is. Where a step is exact but the cost model says composing costs more than keeping the inputs
+separate (a low-rank 3x3 -> 3x3 becoming a 5x5, a depthwise 3x3 merged into a dense 1x1), the
+inputs are cut too. Finally the whole region is rewritten only if its estimated time does not grow
+and something improves (fewer ops or less time); every estimate is recorded as a `CostDecision`.
+
+Options: ``cost_model`` (target constants), ``policy="always"`` ignores the cost model, ``force`` /
+``forbid`` are glob patterns over node names and module paths (``"layer1.*"``) whose regions are
+collapsed regardless of cost / whose ops are never touched.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal
+
+import torch
+from torch.fx import GraphModule, Node
+
+from fxrep import pass_api as api
+
+RELATIVE_SLACK = 1e-9
+
+
+@dataclass(frozen=True)
+class CollapseLinearRegions(api.Pass):
+    """Rewrite linear regions into the cheapest exact convs (see the module docstring)."""
+
+    name: ClassVar[str] = "collapse_linear_regions"
+
+    cost_model: api.CostModel = field(default_factory=api.CostModel)
+    policy: Literal["cost", "always"] = "cost"
+    force: frozenset[str] = frozenset()
+    forbid: frozenset[str] = frozenset()
+
+    def __call__(self, gm: GraphModule) -> api.PassResult:
+        result = api.PassResult()
+        analysis = api.find_linear_regions(gm, allow=self._allows)
+        for node, reason in analysis.not_linear.items():
+            result.refuse(node, reason)
+        for node, reason in analysis.shared.items():
+            if _folds_into_users(node, analysis):
+                result.refuse(node, reason)
+        rewriter = api.Rewriter(gm)
+        for region in analysis.regions:
+            _RegionCollapse(self, region, analysis, rewriter, result).run()
+        rewriter.finish()
+        result.modified = rewriter.modified
+        result.counts = rewriter.counts
+        return result
+
+    def _allows(self, op: api.LinearOp) -> bool:
+        return not _matches(op.node, self.forbid)
+
+
+class _RegionCollapse:
+    """Evaluate one region, decide its cuts, and emit it if that pays."""
+
+    def __init__(self, options: CollapseLinearRegions, region: api.Region, analysis: api.RegionAnalysis,
+                 rewriter: api.Rewriter, result: api.PassResult) -> None:
+        self.options = options
+        self.region = region
+        self.ops = analysis.ops
+        self.members = set(region.nodes)
+        self.rewriter = rewriter
+        self.result = result
+        self.cost = options.cost_model
+        self.always = options.policy == "always" or any(_matches(n, options.force) for n in region.nodes)
+        self.values: dict[Node, api.AffineValue] = {}
+        self.materialized: dict[Node, api.AffineValue] = {}
+        self.kept: list[Node] = []
+
+    # -------------------------------------------------------------- evaluation
+    def run(self) -> None:
+        for node in self.region.nodes:
+            self._evaluate(node)
+        exit_ = self.region.exit
+        if exit_ in self.values:
+            self.materialized[exit_] = self.values[exit_]
+        changes = {n: v for n, v in self.materialized.items() if v.rules}
+        if not changes:
+            return
+        self._decide_and_emit(changes)
+
+    def _evaluate(self, node: Node) -> None:
+        op = self.ops[node]
+        try:
+            inputs = [self._value_of(op, i) for i in range(len(op.inputs))]
+            candidate = op.apply(inputs, self._size_of)
+        except api.NotExact as reason:
+            candidate = self._retry_on_materialized_inputs(node, op, str(reason))
+            if candidate is None:
+                return
+        if not self.always and self._virtual_inputs(op):
+            candidate = self._cut_if_cheaper(node, op, candidate)
+        self.values[node] = candidate
+
+    def _retry_on_materialized_inputs(self, node: Node, op: api.LinearOp, reason: str) -> api.AffineValue | None:
+        """The op cannot absorb its inputs: cut them and apply it alone, or keep the op as it is."""
+        self.result.refuse(node, reason)
+        for input_node in self._virtual_inputs(op):
+            self._cut(input_node)
+        try:
+            inputs = [self._value_of(op, i) for i in range(len(op.inputs))]
+            return op.apply(inputs, self._size_of)
+        except api.NotExact:
+            self.kept.append(node)
+            return None
+
+    def _cut_if_cheaper(self, node: Node, op: api.LinearOp, candidate: api.AffineValue) -> api.AffineValue:
+        """Keep ``candidate`` (op folded into its inputs) unless keeping the inputs separate is cheaper."""
+        folded = self._seconds(candidate, node)
+        separate = self.cost.node_seconds(node) + sum(self._seconds(self.values[i], i)
+                                                      for i in self._virtual_inputs(op))
+        if folded <= separate * (1 + RELATIVE_SLACK):
+            return candidate
+        self.result.decisions.append(api.CostDecision(
+            node.name, separate, folded, False,
+            f"kept the inputs of {node.name} separate: folding them in would cost {folded / separate:.2f}x",
+            api.module_path_of(node)))
+        self.result.refuse(node, f"folding its inputs in would cost {folded / separate:.2f}x the estimated time")
+        for input_node in self._virtual_inputs(op):
+            self._cut(input_node)
+        inputs = [self._value_of(op, i) for i in range(len(op.inputs))]
+        return op.apply(inputs, self._size_of)
+
+    def _virtual_inputs(self, op: api.LinearOp) -> list[Node]:
+        """Inputs whose value is still being folded (inside the region, not yet materialised)."""
+        seen = []
+        for node in op.inputs:
+            value = self.values.get(node)
+            if node in self.members and value is not None and node not in self.materialized \
+                    and not value.is_bare_source and node not in seen:
+                seen.append(node)
+        return seen
+
+    def _cut(self, node: Node) -> None:
+        value = self.values[node]
+        self.materialized[node] = value
+        self.values[node] = api.AffineValue.of_source(node, value.channels, value.nd, value.channel_dim)
+
+    def _value_of(self, op: api.LinearOp, index: int) -> api.AffineValue:
+        node = op.inputs[index]
+        if node in self.values:
+            return self.values[node]
+        channels, nd, channel_dim = op.input_layout(index)
+        if channels is None or nd is None:
+            raise api.NotExact(f"the shape of {node.name} is unknown; pass example inputs")
+        return api.AffineValue.of_source(node, channels, nd, channel_dim)
+
+    def _size_of(self, source: api.Source) -> tuple[int, ...] | None:
+        shape = api.dims(source.node)
+        if shape is None or len(shape) < 3 or any(d is None for d in shape[2:]):
+            return None
+        size = tuple(shape[2:])
+        if source.padding:
+            size = tuple(n + lo + hi for n, (lo, hi) in zip(size, source.padding, strict=True))
+        return size  # type: ignore[return-value]
+
+    def _seconds(self, value: api.AffineValue, node: Node) -> float:
+        batch, itemsize = _batch_and_itemsize(node)
+        example = api.example_value(node)
+        numel = example.numel() if example is not None and all(isinstance(d, int) for d in example.shape) else None
+        return api.value_seconds(self.cost, value, self._size_of, batch, itemsize, numel)
+
+    # -------------------------------------------------------------- decision and emission
+    def _decide_and_emit(self, changes: dict[Node, api.AffineValue]) -> None:
+        exit_ = self.region.exit
+        before = sum(self.cost.node_seconds(n) for n in self.region.nodes)
+        after = sum(self._seconds(v, n) for n, v in self.materialized.items())
+        after += sum(self.cost.node_seconds(n) for n in self.kept)
+        ops_before = len(self.region.nodes)
+        ops_after = sum(_op_count(v) for v in self.materialized.values()) + len(self.kept)
+        improved = after < before * (1 - RELATIVE_SLACK) or ops_after < ops_before
+        applied = self.always or (after <= before * (1 + RELATIVE_SLACK) and improved)
+        note = (f"{ops_before} ops -> {ops_after}; estimated {before * 1e6:.1f} us -> {after * 1e6:.1f} us"
+                + (" (forced)" if self.always and not improved else ""))
+        self.result.decisions.append(api.CostDecision(exit_.name, before, after, applied, note,
+                                                      api.module_path_of(exit_)))
+        if not applied:
+            if improved:
+                self.result.refuse(exit_, f"collapsing would cost {after / before:.2f}x the estimated time")
+            return
+        self._emit(changes)
+
+    def _emit(self, changes: dict[Node, api.AffineValue]) -> None:
+        dtype, device = _dtype_and_device(self.region.nodes)
+        path = self.rewriter.module_path(self.region.nodes)
+        renamed: dict[Node, Node] = {}
+        emitted: list[tuple[Node, Node, api.AffineValue]] = []
+        for node in self.region.nodes:
+            if node not in self.materialized:
+                continue
+            value = self.materialized[node].rename_sources(renamed)
+            if not value.rules:
+                continue
+            try:
+                new = api.emit_value(self.rewriter, value, like=node, path=path, dtype=dtype, device=device)
+            except api.NotExact as reason:
+                self.result.refuse(node, str(reason))
+                continue
+            renamed[node] = new
+            emitted.append((node, new, value))
+        for node, new, value in emitted:
+            self.rewriter.replace(node, new)
+            for rule, times in value.rules.items():
+                self.rewriter.count(rule, times)
+        if emitted:
+            self.rewriter.count("regions")
+
+
+def _op_count(value: api.AffineValue) -> int:
+    nontrivial = [m for _, m in value.terms if not m.is_identity]
+    convs = [m for m in nontrivial if not m.is_diagonal]
+    adds = len(value.terms) - 1
+    bias_add = 1 if not convs and bool(value.bias.ne(0).any()) else 0
+    return len(nontrivial) + adds + bias_add
+
+
+def _folds_into_users(node: Node, analysis: api.RegionAnalysis) -> bool:
+    """Whether a shared node's users would have folded into it (then its sharing is worth reporting)."""
+    return any(user in analysis.ops and analysis.ops[user].rule in ("fold_batchnorm", "fold_scale", "fold_shift",
+                                                                    "compose_convs", "merge_branches")
+               for user in node.users)
+
+
+def _matches(node: Node, patterns: frozenset[str]) -> bool:
+    if not patterns:
+        return False
+    names = (node.name, api.module_path_of(node))
+    return any(fnmatch.fnmatchcase(name, pattern) for name in names if name for pattern in patterns)
+
+
+def _batch_and_itemsize(node: Node) -> tuple[int, int]:
+    example = api.example_value(node)
+    if example is None:
+        return 1, 4
+    batch = example.shape[0] if example.dim() > 0 and isinstance(example.shape[0], int) else 1
+    return batch, example.element_size()
+
+
+def _dtype_and_device(nodes) -> tuple[torch.dtype, torch.device]:
+    for node in nodes:
+        for view_type in (api.Conv, api.Linear, api.BatchNorm):
+            view = view_type.from_node(node)
+            weight = getattr(view, "weight", None) if view is not None else None
+            if weight is None and view is not None:
+                weight = getattr(view, "running_mean", None)
+            if weight is not None:
+                return weight.dtype, weight.device
+    for node in nodes:
+        example = api.example_value(node)
+        if example is not None and example.dtype.is_floating_point:
+            return example.dtype, torch.device("cpu")
+    return torch.float32, torch.device("cpu")

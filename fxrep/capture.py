@@ -104,8 +104,7 @@ def capture(model: nn.Module, example_inputs: tuple[Any, ...] | None = None, *,
         gm.meta[LEVEL_KEY] = "aten" if name == "export" else "module"
         if name == "symbolic_trace" and example_inputs is not None:
             propagate_shapes(gm, example_inputs)
-        notes = [f"{_describe(failed)} failed ({reason}); fell back to {_describe(name)}"
-                 for failed, reason in attempts]
+        notes = [f"{failed} failed ({reason}); fell back to {_describe(name)}" for failed, reason in attempts]
         return Capture(gm, _describe(name), notes)
     raise CaptureError(attempts, _advice(example_inputs is not None, order))
 

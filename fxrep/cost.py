@@ -91,13 +91,14 @@ class CostModel:
         conv = Conv.from_node(node)
         if conv is not None and conv.weight is not None and not conv.transposed:
             try:
-                return self.conv_seconds(conv.conv_map(), spatial_size(conv.input), batch, itemsize)
+                return self.conv_seconds(conv.geometry(), spatial_size(conv.input), batch, itemsize)
             except NotExact:
                 pass
         linear = Linear.from_node(node)
         if linear is not None and linear.weight is not None:
             rows = numel(node) // max(1, linear.weight.shape[0]) if numel(node) else batch
-            return self.conv_seconds(linear.linear_map(), (), rows, itemsize)
+            geometry = ConvMap(linear.weight, linear.bias, (), (), (), 1)
+            return self.conv_seconds(geometry, (), rows, itemsize)
         pool = AvgPool.from_node(node)
         if pool is not None:
             channels = channels_of(pool.input)

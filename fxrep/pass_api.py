@@ -69,9 +69,11 @@ from .ops import (
     dtype_of,
     example_value,
     op_kind,
+    rank,
     static_shape,
     tensor_constant,
 )
+from .ops._graph import has_hooks
 from .pass_base import CostDecision, Match, Pass, PassResult, Refusal, module_path_of
 from .rewriter import Rewriter
 from .shapes import propagate_shapes
@@ -121,6 +123,7 @@ __all__ = [
     "example_value",
     "find_linear_regions",
     "graph_level",
+    "has_hooks",
     "identity_map",
     "is_side_effect_only",
     "linear_map",
@@ -128,6 +131,7 @@ __all__ = [
     "module_path_of",
     "op_kind",
     "propagate_shapes",
+    "rank",
     "regroup",
     "stack_maps",
     "static_shape",

@@ -41,6 +41,8 @@ class CostDecision:
     applied: bool
     note: str = ""
     module: str = ""
+    members: tuple[str, ...] = ()
+    """Names of the nodes the decision covers (a region's nodes), in graph order."""
 
     @property
     def ratio(self) -> float:

@@ -10,7 +10,7 @@ a pass did.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,7 +55,8 @@ class PassManager:
         self.dump = set(dump)
         self.dump_dir = Path(dump_dir) if dump_dir is not None else Path("fxrep_dump")
 
-    def run(self, gm: GraphModule) -> PipelineRun:
+    def run(self, gm: GraphModule, after_change: Callable[[str, list[str]], None] | None = None) -> PipelineRun:
+        """Run to a fixed point; ``after_change(pass_name, previous)`` is called after every change."""
         run = PipelineRun()
         for iteration in range(self.max_iterations):
             run.iterations = iteration + 1
@@ -63,6 +64,8 @@ class PassManager:
             for item in self.passes:
                 result = self._run_one(item, gm, iteration, run)
                 changed |= bool(result)
+                if result and after_change is not None:
+                    after_change(run.records[-1].name, [r.name for r in run.records[:-1]])
             if not changed:
                 return run
         run.converged = False

@@ -26,6 +26,9 @@ from .shapes import propagate_shapes
 
 aten = torch.ops.aten
 
+RENAMES_KEY = "fxrep_renames"
+"""``gm.meta[RENAMES_KEY]`` maps the name of every replaced node to the node that took over its value."""
+
 _META_KEYS = ("nn_module_stack", "stack_trace", "source_fn_stack", "from_node", "seq_nr")
 _CONV_MODULES = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 _ATEN_CONV = {1: aten.conv1d.default, 2: aten.conv2d.default, 3: aten.conv3d.default}
@@ -85,12 +88,18 @@ class Rewriter:
 
     # ------------------------------------------------------------------ emitting ops
     def conv(self, source: Node, conv: ConvMap, *, like: Node, path: str, dtype: torch.dtype,
-             device: torch.device) -> Node:
-        """Emit ``conv`` applied to ``source`` (a Linear for 0-d maps) before ``like``."""
+             device: torch.device, padding_mode: str = "zeros") -> Node:
+        """Emit ``conv`` applied to ``source`` (a Linear for 0-d maps) before ``like``.
+
+        ``padding_mode`` other than zeros exists only for module-level graphs (an exported graph
+        has the padding as its own op).
+        """
         conv = conv.to(dtype)
         if conv.nd == 0:
             return self.linear(source, conv.weight, conv.bias, like=like, path=path, device=device)
         padding = conv.symmetric_padding
+        if padding_mode != "zeros" and (padding is None or self.level != "module"):
+            raise ValueError(f"padding mode {padding_mode!r} needs symmetric padding in a module-level graph")
         if padding is None:
             common = tuple(min(lo, hi) for lo, hi in conv.padding)
             extra = tuple((lo - c, hi - c) for (lo, hi), c in zip(conv.padding, common, strict=True))
@@ -102,7 +111,8 @@ class Rewriter:
         if self.level == "module":
             module = _CONV_MODULES[conv.nd](
                 conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride, padding=padding,
-                dilation=conv.dilation, groups=conv.groups, bias=bias is not None, device=device, dtype=dtype,
+                dilation=conv.dilation, groups=conv.groups, bias=bias is not None, padding_mode=padding_mode,
+                device=device, dtype=dtype,
             )
             _freeze(module, weight, bias)
             self.gm.add_submodule(name, module)
@@ -111,6 +121,28 @@ class Rewriter:
         bias_node = None if bias is None else self.constant(bias, f"{name}.bias", before=like)
         args = (source, weight_node, bias_node, list(conv.stride), list(padding), list(conv.dilation), conv.groups)
         return self._insert(like, "call_function", _ATEN_CONV[conv.nd], args)
+
+    def conv_transpose(self, source: Node, weight: torch.Tensor, bias: torch.Tensor | None, *, stride: Sequence[int],
+                       padding: Sequence[int], output_padding: Sequence[int], groups: int, dilation: Sequence[int],
+                       like: Node, path: str) -> Node:
+        """Emit a transposed conv (weight ``(I, O / groups, *kernel)``) before ``like``."""
+        nd = weight.dim() - 2
+        name = self.fresh_name(path, "reparam")
+        if self.level == "module":
+            module_type = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}[nd]
+            module = module_type(weight.shape[0], weight.shape[1] * groups, tuple(weight.shape[2:]), stride=stride,
+                                 padding=padding, output_padding=output_padding, groups=groups,
+                                 bias=bias is not None, dilation=dilation, device=weight.device, dtype=weight.dtype)
+            _freeze(module, weight, bias)
+            self.gm.add_submodule(name, module)
+            return self._insert(like, "call_module", name, (source,))
+        target = {1: aten.conv_transpose1d.default, 2: aten.conv_transpose2d.input,
+                  3: aten.conv_transpose3d.input}[nd]
+        weight_node = self.constant(weight, f"{name}.weight", before=like)
+        bias_node = None if bias is None else self.constant(bias, f"{name}.bias", before=like)
+        args = (source, weight_node, bias_node, list(stride), list(padding), list(output_padding), groups,
+                list(dilation))
+        return self._insert(like, "call_function", target, args)
 
     def linear(self, source: Node, weight: torch.Tensor, bias: torch.Tensor | None, *, like: Node, path: str,
                device: torch.device) -> Node:
@@ -181,6 +213,7 @@ class Rewriter:
             if key in old.meta and key not in new.meta:
                 new.meta[key] = old.meta[key]
         old.replace_all_uses_with(new, propagate_meta=False)
+        self.gm.meta.setdefault(RENAMES_KEY, {})[old.name] = new.name
         self.changed = True
         if rule is not None:
             self.counts[rule] += 1
@@ -197,6 +230,19 @@ class Rewriter:
         self.graph.lint()
         self.gm.recompile()
         propagate_shapes(self.gm)
+
+
+def final_name(gm: GraphModule, name: str) -> str | None:
+    """The node now holding the value node ``name`` held (following replacements), or None if it is gone."""
+    renames = gm.meta.get(RENAMES_KEY, {})
+    alive = {node.name for node in gm.graph.nodes}
+    seen = set()
+    while name not in alive:
+        if name in seen or name not in renames:
+            return None
+        seen.add(name)
+        name = renames[name]
+    return name
 
 
 def remove_unused_attributes(gm: GraphModule) -> None:

@@ -7,11 +7,25 @@ passes use. `default_pipeline()` returns a fresh list each call.
 from __future__ import annotations
 
 from .collapse_linear_regions import CollapseLinearRegions
+from .evaluate_constant_subgraphs import EvaluateConstantSubgraphs
+from .fold_batchnorm import FoldBatchNorm
+from .fuse_horizontal_convs import FuseHorizontalConvs
 
 
 def default_pipeline() -> list:
-    """A new list of the passes `fxrep.optimize` runs by default, in order."""
-    return [CollapseLinearRegions()]
+    """A new list of the passes `fxrep.optimize` runs by default, in order.
+
+    Parameter-only weights are evaluated first (so convs see constant weights), BatchNorms fold
+    into their neighbours, linear regions collapse into the cheapest convs, and convs left reading
+    the same tensor are fused horizontally.
+    """
+    return [EvaluateConstantSubgraphs(), FoldBatchNorm(), CollapseLinearRegions(), FuseHorizontalConvs()]
 
 
-__all__ = ["CollapseLinearRegions", "default_pipeline"]
+__all__ = [
+    "CollapseLinearRegions",
+    "EvaluateConstantSubgraphs",
+    "FoldBatchNorm",
+    "FuseHorizontalConvs",
+    "default_pipeline",
+]

@@ -74,21 +74,32 @@ class _RegionCollapse:
         self.result = result
         self.cost = options.cost_model
         self.always = options.policy == "always" or any(_matches(n, options.force) for n in region.nodes)
+        self.forced_cuts: dict[Node, str] = {}  # node -> why it must stay a tensor of its own
+        self._reset()
+
+    def _reset(self) -> None:
         self.values: dict[Node, api.AffineValue] = {}
         self.materialized: dict[Node, api.AffineValue] = {}
         self.kept: list[Node] = []
+        self.reasons: list[tuple[Node, str]] = list(self.forced_cuts.items())  # keyed by final names later
 
     # -------------------------------------------------------------- evaluation
     def run(self) -> None:
-        for node in self.region.nodes:
-            self._evaluate(node)
+        while True:
+            try:
+                for node in self.region.nodes:
+                    self._evaluate(node)
+                break
+            except _CutEarlier:
+                self._reset()
         exit_ = self.region.exit
         if exit_ in self.values:
             self.materialized[exit_] = self.values[exit_]
-        changes = {n: v for n, v in self.materialized.items() if v.rules}
-        if not changes:
-            return
-        self._decide_and_emit(changes)
+        changed = any(v.rules for v in self.materialized.values())
+        renamed = self._decide_and_emit() if changed else {}
+        for node, reason in self.reasons:
+            target = renamed.get(node, node)
+            self.result.refusals.append(api.Refusal(target.name, reason, api.module_path_of(node)))
 
     def _evaluate(self, node: Node) -> None:
         op = self.ops[node]
@@ -96,23 +107,36 @@ class _RegionCollapse:
             inputs = [self._value_of(op, i) for i in range(len(op.inputs))]
             candidate = op.apply(inputs, self._size_of)
         except api.NotExact as reason:
+            self._cut_before_unresolved_pads(node, op, str(reason))
             candidate = self._retry_on_materialized_inputs(node, op, str(reason))
             if candidate is None:
                 return
         if not self.always and self._virtual_inputs(op):
             candidate = self._cut_if_cheaper(node, op, candidate)
         self.values[node] = candidate
+        if node in self.forced_cuts:
+            self._cut(node)
+
+    def _cut_before_unresolved_pads(self, node: Node, op: api.LinearOp, reason: str) -> None:
+        """A pad whose border never became conv padding: restart with the padded tensor kept whole."""
+        for input_node in self._virtual_inputs(op):
+            ring = self.values[input_node].ring
+            if ring is not None and ring.origin in self.members and ring.origin not in self.forced_cuts:
+                self.forced_cuts[ring.origin] = f"kept apart from {node.name}: {reason}"
+                raise _CutEarlier
 
     def _retry_on_materialized_inputs(self, node: Node, op: api.LinearOp, reason: str) -> api.AffineValue | None:
         """The op cannot absorb its inputs: cut them and apply it alone, or keep the op as it is."""
-        self.result.refuse(node, reason)
-        for input_node in self._virtual_inputs(op):
+        cut = self._virtual_inputs(op)
+        for input_node in cut:
             self._cut(input_node)
+            self.reasons.append((input_node, f"kept apart from {node.name}: {reason}"))
         try:
             inputs = [self._value_of(op, i) for i in range(len(op.inputs))]
             return op.apply(inputs, self._size_of)
-        except api.NotExact:
+        except api.NotExact as second:
             self.kept.append(node)
+            self.reasons.append((node, reason if cut else str(second)))
             return None
 
     def _cut_if_cheaper(self, node: Node, op: api.LinearOp, candidate: api.AffineValue) -> api.AffineValue:
@@ -126,9 +150,10 @@ class _RegionCollapse:
             node.name, separate, folded, False,
             f"kept the inputs of {node.name} separate: folding them in would cost {folded / separate:.2f}x",
             api.module_path_of(node)))
-        self.result.refuse(node, f"folding its inputs in would cost {folded / separate:.2f}x the estimated time")
         for input_node in self._virtual_inputs(op):
             self._cut(input_node)
+            self.reasons.append((input_node, f"kept apart from {node.name}: folding it in would cost "
+                                             f"{folded / separate:.2f}x the estimated time"))
         inputs = [self._value_of(op, i) for i in range(len(op.inputs))]
         return op.apply(inputs, self._size_of)
 
@@ -151,7 +176,8 @@ class _RegionCollapse:
         node = op.inputs[index]
         if node in self.values:
             return self.values[node]
-        channels, nd, channel_dim = op.input_layout(index)
+        siblings = [self.values[i] for i in op.inputs if i is not node and i in self.values]
+        channels, nd, channel_dim = op.input_layout(index, siblings)
         if channels is None or nd is None:
             raise api.NotExact(f"the shape of {node.name} is unknown; pass example inputs")
         return api.AffineValue.of_source(node, channels, nd, channel_dim)
@@ -172,7 +198,7 @@ class _RegionCollapse:
         return api.value_seconds(self.cost, value, self._size_of, batch, itemsize, numel)
 
     # -------------------------------------------------------------- decision and emission
-    def _decide_and_emit(self, changes: dict[Node, api.AffineValue]) -> None:
+    def _decide_and_emit(self) -> dict[Node, Node]:
         exit_ = self.region.exit
         before = sum(self.cost.node_seconds(n) for n in self.region.nodes)
         after = sum(self._seconds(v, n) for n, v in self.materialized.items())
@@ -184,14 +210,15 @@ class _RegionCollapse:
         note = (f"{ops_before} ops -> {ops_after}; estimated {before * 1e6:.1f} us -> {after * 1e6:.1f} us"
                 + (" (forced)" if self.always and not improved else ""))
         self.result.decisions.append(api.CostDecision(exit_.name, before, after, applied, note,
-                                                      api.module_path_of(exit_)))
+                                                      api.module_path_of(exit_),
+                                                      tuple(n.name for n in self.region.nodes)))
         if not applied:
             if improved:
-                self.result.refuse(exit_, f"collapsing would cost {after / before:.2f}x the estimated time")
-            return
-        self._emit(changes)
+                self.reasons.append((exit_, f"collapsing would cost {after / before:.2f}x the estimated time"))
+            return {}
+        return self._emit()
 
-    def _emit(self, changes: dict[Node, api.AffineValue]) -> None:
+    def _emit(self) -> dict[Node, Node]:
         dtype, device = _dtype_and_device(self.region.nodes)
         path = self.rewriter.module_path(self.region.nodes)
         renamed: dict[Node, Node] = {}
@@ -205,7 +232,7 @@ class _RegionCollapse:
             try:
                 new = api.emit_value(self.rewriter, value, like=node, path=path, dtype=dtype, device=device)
             except api.NotExact as reason:
-                self.result.refuse(node, str(reason))
+                self.reasons.append((node, str(reason)))
                 continue
             renamed[node] = new
             emitted.append((node, new, value))
@@ -215,6 +242,11 @@ class _RegionCollapse:
                 self.rewriter.count(rule, times)
         if emitted:
             self.rewriter.count("regions")
+        return renamed
+
+
+class _CutEarlier(Exception):
+    """Restart a region's evaluation with one more forced cut."""
 
 
 def _op_count(value: api.AffineValue) -> int:

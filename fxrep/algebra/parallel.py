@@ -119,7 +119,10 @@ def sum_maps(maps: Sequence[ConvMap], in_size: Sequence[int] | None = None) -> C
     bias = None
     if any(m.bias is not None for m in maps):
         bias = sum(m.bias_or_zeros() for m in maps)
-    return ConvMap(torch.stack(kernels).sum(0), bias, template.stride, template.padding, template.dilation, groups)
+    weight = kernels[0]
+    for kernel in kernels[1:]:
+        weight = weight + kernel
+    return ConvMap(weight, bias, template.stride, template.padding, template.dilation, groups)
 
 
 def stack_maps(maps: Sequence[ConvMap], in_size: Sequence[int] | None = None) -> ConvMap:

@@ -38,6 +38,10 @@ def compose_kernels(outer: ConvMap, inner: ConvMap) -> ConvMap:
         raise NotExact(f"cannot compose a {outer.nd}-d conv after a {inner.nd}-d conv")
     if outer.in_channels != inner.out_channels:
         raise ValueError(f"outer conv reads {outer.in_channels} channels, inner produces {inner.out_channels}")
+    if outer.is_diagonal:
+        return _scale_outputs(inner, outer)
+    if inner.is_diagonal:
+        return _scale_inputs(outer, inner)
     groups = common_groups(outer, inner)
     outer, inner = regroup(outer, groups), regroup(inner, groups)
     nd = inner.nd
@@ -80,6 +84,27 @@ def compose_kernels(outer: ConvMap, inner: ConvMap) -> ConvMap:
         dilation=tuple(dilation),
         groups=groups,
     )
+
+
+def _scale_outputs(inner: ConvMap, outer: ConvMap) -> ConvMap:
+    """Diagonal ``outer`` (per-channel ``a``, ``c``): ``W = a W1``, ``b = a b1 + c`` (no dense expansion)."""
+    scale = outer.weight.reshape(-1)
+    weight = inner.weight * scale.reshape(-1, *([1] * (inner.weight.dim() - 1)))
+    bias = None if inner.bias is None else inner.bias * scale
+    if outer.bias is not None:
+        bias = outer.bias if bias is None else bias + outer.bias
+    return ConvMap(weight, bias, inner.stride, inner.padding, inner.dilation, inner.groups)
+
+
+def _scale_inputs(outer: ConvMap, inner: ConvMap) -> ConvMap:
+    """Diagonal ``inner`` (per-channel ``a``, ``c``): ``W[o, m] = W2[o, m] a[m]``, bias via `propagate_bias`."""
+    scale = inner.weight.reshape(-1)
+    groups = outer.groups
+    per_group = outer.weight.reshape(groups, outer.out_channels // groups, *outer.weight.shape[1:])
+    scale = scale.reshape(groups, 1, -1, *([1] * outer.nd))
+    weight = (per_group * scale).reshape(outer.weight.shape)
+    bias = outer.bias if inner.bias is None else propagate_bias(outer, inner.bias)
+    return ConvMap(weight, bias, outer.stride, outer.padding, outer.dilation, groups)
 
 
 def propagate_bias(outer: ConvMap, bias: torch.Tensor) -> torch.Tensor:

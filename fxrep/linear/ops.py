@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import torch
+from torch import nn
 from torch.fx import Node
 
 from ..algebra import ConvMap, NotExact
@@ -57,7 +58,8 @@ class LinearOp:
         """Other nodes that are part of this op (a tuple-returning BatchNorm behind its getitem)."""
         return ()
 
-    def input_layout(self, index: int) -> Layout:
+    def input_layout(self, index: int, siblings: Sequence[AffineValue] = ()) -> Layout:
+        """How to read input ``index`` as a fresh source; ``siblings`` are other inputs' known values."""
         return _layout_from_meta(self.inputs[index])
 
     def apply(self, values: Sequence[AffineValue], size_of: SizeOf) -> AffineValue:
@@ -69,7 +71,7 @@ class ConvOp(LinearOp):
     conv: ConvMap
     view: Conv
 
-    def input_layout(self, index: int) -> Layout:
+    def input_layout(self, index: int, siblings: Sequence[AffineValue] = ()) -> Layout:
         return self.conv.in_channels, self.conv.nd, 1
 
     def apply(self, values, size_of):
@@ -91,8 +93,10 @@ class BatchNormOp(LinearOp):
     def absorbed(self) -> tuple[Node, ...]:
         return () if self.view.call is self.node else (self.view.call,)
 
-    def input_layout(self, index: int) -> Layout:
+    def input_layout(self, index: int, siblings: Sequence[AffineValue] = ()) -> Layout:
         _, nd, _ = _layout_from_meta(self.inputs[0])
+        if nd is None and self.view.module is not None:
+            nd = {nn.BatchNorm2d: 2, nn.BatchNorm3d: 3}.get(type(self.view.module))
         return self.scale.numel(), nd, 1
 
     def apply(self, values, size_of):
@@ -104,7 +108,7 @@ class BatchNormOp(LinearOp):
 class LinearLayerOp(LinearOp):
     linear: ConvMap
 
-    def input_layout(self, index: int) -> Layout:
+    def input_layout(self, index: int, siblings: Sequence[AffineValue] = ()) -> Layout:
         return self.linear.in_channels, 0, 1 if rank(self.inputs[0]) == 2 else -1
 
     def apply(self, values, size_of):
@@ -140,6 +144,12 @@ class SumOp(LinearOp):
 
     alpha: float
 
+    def input_layout(self, index: int, siblings: Sequence[AffineValue] = ()) -> Layout:
+        channels, nd, channel_dim = _layout_from_meta(self.inputs[index])
+        if (channels is None or nd is None) and siblings:
+            return siblings[0].channels, siblings[0].nd, siblings[0].channel_dim
+        return channels, nd, channel_dim
+
     def apply(self, values, size_of):
         lhs, rhs = values
         result = lhs.add(rhs, size_of, self.alpha)
@@ -160,14 +170,14 @@ class PadOp(LinearOp):
         if value.channel_dim != 1 or len(self.widths) > value.nd:
             raise NotExact("the pad reaches into the channel or batch dimension")
         widths = ((0, 0),) * (value.nd - len(self.widths)) + self.widths
-        return _with_rule(value.pad(widths, self.value, size_of), value, self.rule)
+        return _with_rule(value.pad(widths, self.value, size_of, origin=self.inputs[0]), value, self.rule)
 
 
 @dataclass(frozen=True, eq=False)
 class AvgPoolOp(LinearOp):
     view: AvgPool
 
-    def input_layout(self, index: int) -> Layout:
+    def input_layout(self, index: int, siblings: Sequence[AffineValue] = ()) -> Layout:
         channels, _, _ = _layout_from_meta(self.inputs[0])
         return channels, len(self.view.kernel_size), 1
 
@@ -188,12 +198,20 @@ class CatOp(LinearOp):
         along_channels = self.dim == 1 if channel_dim == 1 else self.rank is not None and self.dim == self.rank - 1
         if not along_channels:
             raise NotExact(f"{self.node.name} concatenates along dim {self.dim}, not along channels")
-        return AffineValue.concatenate(values, size_of).with_rule(self.rule)
+        result = AffineValue.concatenate(values, size_of)
+        sources = [v.sources[0] for v in values if v.is_bare_source]
+        if len(sources) == len(values) and len(set(sources)) == len(sources):
+            return result  # distinct tensors side by side: nothing folds
+        return result.with_rule(self.rule)
 
 
 @dataclass(frozen=True, eq=False)
 class FillOp(LinearOp):
     view: BorderFill
+
+    @property
+    def absorbed(self) -> tuple[Node, ...]:
+        return self.view.parts
 
     def apply(self, values, size_of):
         (value,) = values
@@ -260,6 +278,8 @@ def linear_op(node: Node) -> LinearOp | str | None:
         return CatOp(node, cat.inputs, "fold_concat", cat.dim, rank(node))
     fill = BorderFill.from_node(node)
     if fill is not None:
+        if any(len(part.users) != 1 for part in fill.parts):
+            return f"{node.name}'s fill value is also used elsewhere"
         return FillOp(node, (fill.base,), "fold_border_fill", fill)
     identity = Identity.from_node(node)
     if identity is not None:

@@ -37,6 +37,7 @@ from ..algebra import (
     extension_is_constant,
     identity_map,
     propagate_bias,
+    regroup,
     stack_maps,
     sum_maps,
 )
@@ -68,9 +69,11 @@ class Ring:
 
     widths: Padding
     values: tuple[torch.Tensor, ...]  # axis 0 low, axis 0 high, axis 1 low, ...; each of shape (C,)
+    origin: Node | None = None
+    """The tensor that was padded; cutting there leaves a pad of a plain tensor, which always folds."""
 
     def map_values(self, function: Callable[[torch.Tensor], torch.Tensor]) -> Ring:
-        return Ring(self.widths, tuple(function(v) for v in self.values))
+        return Ring(self.widths, tuple(function(v) for v in self.values), self.origin)
 
 
 @dataclass(frozen=True, eq=False)
@@ -155,7 +158,7 @@ class AffineValue:
         ring = None
         if left.ring is not None:
             ring = Ring(left.ring.widths, tuple(a + b for a, b in zip(left.ring.values, right.ring.values,
-                                                                         strict=True)))
+                                                                         strict=True)), left.ring.origin)
         return AffineValue(tuple(terms), left.bias + right.bias, self.nd, self.channel_dim, ring,
                            self.rules + other.rules)
 
@@ -194,7 +197,7 @@ class AffineValue:
             sources.extend(s for s in value.sources if s not in sources)
         terms = []
         for source in sources:
-            template = next(v.map_of(source) for v in values if v.map_of(source) is not None)
+            template = regroup(next(v.map_of(source) for v in values if v.map_of(source) is not None), 1)
             parts = []
             for value in values:
                 conv = value.map_of(source)
@@ -206,24 +209,28 @@ class AffineValue:
         ring = None
         if rings[0] is not None:
             sides = len(rings[0].values)
-            ring = Ring(rings[0].widths, tuple(torch.cat([r.values[i] for r in rings]) for i in range(sides)))
+            ring = Ring(rings[0].widths, tuple(torch.cat([r.values[i] for r in rings]) for i in range(sides)),
+                        rings[0].origin)
         rules = sum((v.rules for v in values), Counter())
         return AffineValue(tuple(terms), torch.cat([v.bias for v in values]), first.nd, first.channel_dim, ring,
                            rules)
 
     # ------------------------------------------------------------------ padding and border fills
-    def pad(self, widths: Padding, value: float, size_of: SizeOf) -> AffineValue:
-        """Constant-pad the spatial grid by ``widths`` (per-axis (low, high)) with ``value``."""
+    def pad(self, widths: Padding, value: float, size_of: SizeOf, origin: Node | None = None) -> AffineValue:
+        """Constant-pad the spatial grid by ``widths`` (per-axis (low, high)) with ``value``.
+
+        ``origin`` is the padded node, remembered so a caller can cut there when the ring never folds.
+        """
         if any(lo < 0 or hi < 0 for lo, hi in widths):
             raise NotExact(f"negative padding {widths} crops the tensor")
         fill = torch.full((self.channels,), float(value), dtype=torch.float64)
         if self.ring is None:
-            ring = Ring(widths, (fill,) * (2 * self.nd))
+            ring = Ring(widths, (fill,) * (2 * self.nd), origin)
         else:
             if not all(_close(v, fill) for v in self.ring.values):
                 raise NotExact("padding again around a border of different constant values")
             ring = Ring(tuple((a + c, b + d) for (a, b), (c, d) in zip(self.ring.widths, widths, strict=True)),
-                        self.ring.values)
+                        self.ring.values, self.ring.origin)
         return replace(self, ring=ring).resolve_ring(size_of, required=False)
 
     def fill(self, axis: int, start: int, end: int, grid_size: int, values: torch.Tensor,
@@ -244,7 +251,8 @@ class AffineValue:
                            f"(border widths {self.ring.widths[axis]})")
         sides = list(self.ring.values)
         sides[side] = values.to(torch.float64)
-        return replace(self, ring=Ring(self.ring.widths, tuple(sides))).resolve_ring(size_of, required=False)
+        ring = Ring(self.ring.widths, tuple(sides), self.ring.origin)
+        return replace(self, ring=ring).resolve_ring(size_of, required=False)
 
     def resolve_ring(self, size_of: SizeOf, required: bool = True) -> AffineValue:
         """Fold the ring into the maps' padding when it holds what the maps produce there."""

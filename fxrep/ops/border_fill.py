@@ -34,6 +34,8 @@ class BorderFill:
     dim: int
     start: int
     end: int
+    parts: tuple[Node, ...] = ()
+    """The ``copy`` and ``slice`` nodes that only serve this fill (empty when ``value`` is scattered directly)."""
 
     @classmethod
     def from_node(cls, node: Node) -> BorderFill | None:
@@ -48,7 +50,9 @@ class BorderFill:
         value = _filled_value(bound["src"], bound["self"], dim, start, end, shape)
         if value is None:
             return None
-        return cls(node, bound["self"], value, dim, start, end)
+        src = bound["src"]
+        parts = () if not isinstance(src, Node) or src.op == "get_attr" else (src, src.args[0])
+        return cls(node, bound["self"], value, dim, start, end, parts)
 
 
 def _resolve(start: int | None, end: int | None, size: int) -> tuple[int, int]:

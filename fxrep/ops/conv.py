@@ -110,6 +110,12 @@ class Conv:
             module=None,
         )
 
+    def geometry(self) -> ConvMap:
+        """This conv as a `ConvMap` in its own dtype (no float64 copy): for shapes and costs only."""
+        if self.weight is None or self.transposed:
+            raise NotExact(f"{self.node.name} has no constant weight or is transposed")
+        return ConvMap(self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
     def conv_map(self) -> ConvMap:
         """This conv as a `ConvMap`; raises `NotExact` when it is not a constant, zero-padded conv."""
         if self.transposed:

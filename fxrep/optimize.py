@@ -1,0 +1,195 @@
+"""`fxrep.optimize`: capture, rewrite, verify, report.
+
+    model --capture--> GraphModule --passes (fixed point)--> plain GraphModule --verify--> Report
+
+The returned GraphModule has inference semantics (BatchNorm uses running statistics) and carries
+its `Report` as ``gm.fxrep_report``. The caller's model is never changed: capture works on a deep
+copy and verification runs the model with its own train/eval flags restored afterwards. If the
+optimized module's outputs differ from the model's beyond the dtype's tolerance, the pipeline is
+replayed on a fresh capture with a check after every change, and `EquivalenceError` names the
+first pass that broke equivalence.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.fx import GraphModule
+
+from .capture import CaptureMethod, capture, normalize_inputs
+from .errors import EquivalenceError, InvalidModelError
+from .pass_manager import PassManager
+from .progress import step
+from .report import Report, count_ops, count_parameters
+from .verify import Verification, input_sets, random_like
+from .verify import verify as verify_outputs
+
+
+def optimize(
+    model: nn.Module,
+    example_inputs: Any = None,
+    *,
+    passes: Sequence[Any] | None = None,
+    verify: bool = True,
+    capture_method: CaptureMethod = "auto",
+    dynamic_batch: bool = False,
+    tolerance: float | None = None,
+    random_inputs: int = 2,
+    max_iterations: int = 8,
+    dump: Iterable[str] = (),
+    dump_dir: str | Path | None = None,
+    progress: bool = False,
+) -> GraphModule:
+    """Rewrite ``model`` into a plain inference graph with the same outputs.
+
+    Args:
+        model: any ``nn.Module`` (or an already traced ``GraphModule``); it is not modified.
+        example_inputs: a tensor or tuple of inputs. With them fxrep captures through
+            ``torch.export`` and verifies the result; without them it uses ``torch.fx.symbolic_trace``
+            and cannot verify.
+        passes: the pipeline (default ``fxrep.passes.default_pipeline()``); mix built-in and custom passes.
+        verify: compare outputs on the example inputs and on random inputs of the same shape.
+        capture_method: "auto", "export" or "symbolic_trace" (the other method is tried if one fails).
+        dynamic_batch: export with a dynamic batch dimension (and verify at another batch size too).
+        tolerance: override the dtype's relative tolerance.
+        random_inputs: how many random input sets verification uses besides the examples.
+        max_iterations: rounds of the pass pipeline before giving up on a fixed point.
+        dump, dump_dir: names of passes whose graph before/after is written to ``dump_dir``.
+        progress: print progress lines on stderr.
+
+    Returns:
+        A ``torch.fx.GraphModule`` with ``.fxrep_report`` (`fxrep.Report`).
+    """
+    timings: dict[str, float] = {}
+    inputs = normalize_inputs(example_inputs)
+    check_finite(model)
+    dynamic_shapes = _dynamic_batch_shapes(inputs) if dynamic_batch else None
+    pipeline = _pipeline(passes)
+
+    start = time.perf_counter()
+    with step("capturing the model", progress):
+        captured = capture(model, inputs, method=capture_method, dynamic_shapes=dynamic_shapes)
+    timings["capture"] = time.perf_counter() - start
+    gm = captured.graph_module
+    report = Report(capture=captured.method, notes=list(captured.notes), ops_before=count_ops(gm),
+                    parameters_before=count_parameters(gm))
+
+    start = time.perf_counter()
+    manager = PassManager(pipeline, max_iterations=max_iterations, dump=dump, dump_dir=dump_dir)
+    with step(f"running {len(pipeline)} passes", progress):
+        run = manager.run(gm)
+    timings["passes"] = time.perf_counter() - start
+    report.passes = Report.summarize(run, gm)
+    report.converged, report.iterations = run.converged, run.iterations
+    report.ops_after, report.parameters_after = count_ops(gm), count_parameters(gm)
+
+    if verify:
+        start = time.perf_counter()
+        with step("verifying against the original model", progress):
+            report.verification = _verify(model, gm, inputs, tolerance, random_inputs, dynamic_batch)
+        timings["verify"] = time.perf_counter() - start
+        if not report.verification.passed and report.verification.skipped is None:
+            _raise_equivalence_error(model, inputs, report.verification, pipeline, capture_method, dynamic_shapes,
+                                     tolerance, random_inputs, dynamic_batch, max_iterations)
+    report.seconds = timings
+    gm.fxrep_report = report
+    return gm
+
+
+def report_of(gm: GraphModule) -> Report:
+    """The `Report` of a module returned by `optimize`."""
+    report = getattr(gm, "fxrep_report", None)
+    if report is None:
+        raise ValueError("this module was not produced by fxrep.optimize (it has no fxrep_report)")
+    return report
+
+
+def check_finite(model: nn.Module) -> None:
+    """Raise `InvalidModelError` naming the first parameter or buffer that holds NaN or Inf."""
+    if not isinstance(model, nn.Module):
+        raise InvalidModelError(f"fxrep optimizes torch.nn.Module instances, got {type(model).__name__}")
+    named = list(model.named_parameters()) + list(model.named_buffers())
+    for name, tensor in named:
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor.detach()).all()):
+            bad = "NaN" if bool(torch.isnan(tensor.detach()).any()) else "Inf"
+            raise InvalidModelError(
+                f"{name} contains {bad}; folding it would spread {bad} into every merged weight. "
+                "Fix or re-load the checkpoint (e.g. re-estimate BatchNorm statistics) before optimizing."
+            )
+
+
+def _pipeline(passes: Sequence[Any] | None) -> list[Any]:
+    if passes is None:
+        from .passes import default_pipeline  # passes import fxrep's public API, so import lazily
+
+        return default_pipeline()
+    if isinstance(passes, str | bytes) or not isinstance(passes, Sequence | Iterable):
+        raise InvalidModelError("passes must be a list of passes, e.g. fxrep.passes.default_pipeline()")
+    return list(passes)
+
+
+def _dynamic_batch_shapes(inputs: tuple[Any, ...] | None) -> Any:
+    if inputs is None:
+        raise InvalidModelError("dynamic_batch=True needs example_inputs to export with")
+    batch = torch.export.Dim("batch", min=1)
+    return tuple({0: batch} if isinstance(t, torch.Tensor) and t.dim() > 0 else None for t in inputs)
+
+
+def _extra_batch_inputs(inputs: tuple[Any, ...]) -> list[tuple[str, tuple[Any, ...]]]:
+    """A random input set with the batch dimension one larger (for dynamic-batch captures)."""
+    grown = tuple(torch.cat([t, t[:1]]) if isinstance(t, torch.Tensor) and t.dim() > 0 else t for t in inputs)
+    return [("random inputs with batch + 1", random_like(grown, torch.Generator().manual_seed(7)))]
+
+
+def _verify(model: nn.Module, gm: GraphModule, inputs: tuple[Any, ...] | None, tolerance: float | None,
+            random_inputs: int, dynamic_batch: bool) -> Verification:
+    if inputs is None:
+        return Verification(tolerance or 0.0, skipped="no example_inputs; pass them to verify the result")
+    extra = _extra_batch_inputs(inputs) if dynamic_batch else ()
+    return verify_outputs(model, gm, inputs, random_inputs=random_inputs, tolerance=tolerance, extra=extra)
+
+
+def _raise_equivalence_error(model, inputs, verification, pipeline, capture_method, dynamic_shapes, tolerance,
+                             random_inputs, dynamic_batch, max_iterations) -> None:
+    culprit, previous = _bisect(model, inputs, pipeline, capture_method, dynamic_shapes, tolerance, random_inputs,
+                                dynamic_batch, max_iterations)
+    worst = verification.worst
+    where = f"on {worst.inputs}, output {worst.output}" if worst is not None else verification.mismatch
+    blame = (f"pass {culprit!r} broke equivalence (passes before it: {', '.join(previous) or 'none'})"
+             if culprit is not None else "no single pass reproduced the error on replay")
+    message = (f"the optimized module's outputs differ from the model's: max rel error {verification.max_rel:.3g} "
+               f"(max abs {verification.max_abs:.3g}) {where}, tolerance {verification.tolerance:g}; {blame}. "
+               "This is a bug in that pass: please report it with the model; meanwhile run without it via "
+               "optimize(..., passes=[...]).")
+    raise EquivalenceError(message, pass_name=culprit, max_abs=verification.max_abs,
+                           max_rel=verification.max_rel, tolerance=verification.tolerance)
+
+
+class _FirstBreak(Exception):
+    def __init__(self, name: str, previous: list[str]) -> None:
+        super().__init__(name)
+        self.name, self.previous = name, previous
+
+
+def _bisect(model, inputs, pipeline, capture_method, dynamic_shapes, tolerance, random_inputs, dynamic_batch,
+            max_iterations) -> tuple[str | None, list[str]]:
+    """Replay the pipeline on a fresh capture, verifying after every change; name the first breaking pass."""
+    gm = capture(model, inputs, method=capture_method, dynamic_shapes=dynamic_shapes).graph_module
+    sets = input_sets(inputs, random_inputs, extra=_extra_batch_inputs(inputs) if dynamic_batch else ())
+
+    def check(name: str, previous: list[str]) -> None:
+        result = verify_outputs(model, gm, sets[0][1], random_inputs=random_inputs, tolerance=tolerance,
+                                extra=sets[1 + random_inputs:])
+        if not result.passed:
+            raise _FirstBreak(name, previous)
+
+    try:
+        PassManager(pipeline, max_iterations=max_iterations).run(gm, after_change=check)
+    except _FirstBreak as found:
+        return found.name, found.previous
+    return None, []

@@ -1,0 +1,160 @@
+"""Numerical equivalence check of an optimized module against the original model.
+
+Both run (inference mode, no grad) on the example inputs and on ``random_inputs`` fresh random
+inputs of the same shapes and dtypes (integer and bool inputs keep their example values, which are
+often indices), so a rewrite that happens to be right on one input cannot pass. Every tensor of a
+multi-output model is compared. The error of one output is
+
+    max_abs = max |optimized - original|,   max_rel = max_abs / max |original|
+
+(normalised by the output's scale, so it is meaningful for logits and for feature maps alike), and
+the check passes when every ``max_rel`` is within a dtype-aware tolerance: float64 1e-9, float32
+1e-4, float16 1e-2, bfloat16 5e-2 (folding in float64 and rounding once is at least as accurate
+as the original chain of ops, so these bounds are rounding noise, not slack for mistakes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils._pytree import tree_flatten
+
+from .capture import inference_mode_of
+
+TOLERANCES = {torch.float64: 1e-9, torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 5e-2}
+
+
+@dataclass(frozen=True)
+class OutputError:
+    """Error of one output tensor on one input set."""
+
+    inputs: str
+    output: int
+    max_abs: float
+    max_rel: float
+
+
+@dataclass
+class Verification:
+    """Outcome of comparing optimized and original on several input sets."""
+
+    tolerance: float
+    errors: list[OutputError] = field(default_factory=list)
+    skipped: str | None = None
+    mismatch: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.skipped is None and self.mismatch is None and all(
+            e.max_rel <= self.tolerance for e in self.errors)
+
+    @property
+    def worst(self) -> OutputError | None:
+        return max(self.errors, key=lambda e: e.max_rel, default=None)
+
+    @property
+    def max_abs(self) -> float:
+        return max((e.max_abs for e in self.errors), default=0.0)
+
+    @property
+    def max_rel(self) -> float:
+        return max((e.max_rel for e in self.errors), default=0.0)
+
+
+def tolerance_for(inputs: Sequence[Any], outputs: Sequence[Any] = ()) -> float:
+    """The loosest tolerance among the floating dtypes involved (half precision dominates)."""
+    dtypes = [t.dtype for t in (*inputs, *outputs) if isinstance(t, torch.Tensor) and t.is_floating_point()]
+    return max((TOLERANCES.get(d, 1e-4) for d in dtypes), default=TOLERANCES[torch.float32])
+
+
+def random_like(inputs: Sequence[Any], generator: torch.Generator) -> tuple[Any, ...]:
+    """Fresh random tensors shaped like ``inputs`` (non-floating inputs are kept as they are)."""
+    fresh = []
+    for value in inputs:
+        if isinstance(value, torch.Tensor) and value.is_floating_point():
+            sample = torch.randn(value.shape, generator=generator, dtype=torch.float32)
+            fresh.append(sample.to(dtype=value.dtype, device=value.device).contiguous(
+                memory_format=_memory_format(value)))
+        else:
+            fresh.append(value)
+    return tuple(fresh)
+
+
+def input_sets(example_inputs: Sequence[Any], random_inputs: int, seed: int = 0,
+               extra: Sequence[tuple[str, tuple[Any, ...]]] = ()) -> list[tuple[str, tuple[Any, ...]]]:
+    """The example inputs plus ``random_inputs`` random sets (and any ``extra`` named sets)."""
+    generator = torch.Generator().manual_seed(seed)
+    sets = [("example inputs", tuple(example_inputs))]
+    sets += [(f"random inputs #{i + 1}", random_like(example_inputs, generator)) for i in range(random_inputs)]
+    return sets + list(extra)
+
+
+def compare(reference: Callable[..., Any], candidate: Callable[..., Any],
+            sets: Sequence[tuple[str, tuple[Any, ...]]], tolerance: float | None = None) -> Verification:
+    """Run both callables on every input set and collect per-output errors."""
+    verification = Verification(tolerance if tolerance is not None else tolerance_for(sets[0][1]))
+    with torch.no_grad():
+        for label, inputs in sets:
+            expected_leaves, expected_spec = tree_flatten(reference(*inputs))
+            actual_leaves, actual_spec = tree_flatten(candidate(*inputs))
+            if expected_spec != actual_spec:
+                verification.mismatch = f"on {label} the output structure differs: {actual_spec} vs {expected_spec}"
+                return verification
+            for index, (expected, actual) in enumerate(zip(expected_leaves, actual_leaves, strict=True)):
+                error = _output_error(label, index, expected, actual)
+                if isinstance(error, str):
+                    verification.mismatch = error
+                    return verification
+                if error is not None:
+                    verification.errors.append(error)
+            if tolerance is None:
+                verification.tolerance = max(verification.tolerance, tolerance_for(inputs, expected_leaves))
+    return verification
+
+
+def verify(model: nn.Module, optimized: nn.Module, example_inputs: Sequence[Any], *, random_inputs: int = 2,
+           tolerance: float | None = None, seed: int = 0,
+           extra: Sequence[tuple[str, tuple[Any, ...]]] = ()) -> Verification:
+    """Compare ``optimized`` with ``model`` in inference mode (see the module docstring).
+
+    The caller's model is switched to eval only for the duration of the check; its own train/eval
+    flags are restored afterwards.
+    """
+    sets = input_sets(example_inputs, random_inputs, seed, extra)
+    with inference_mode_of(model):
+        return compare(model, optimized, sets, tolerance)
+
+
+def _output_error(label: str, index: int, expected: Any, actual: Any) -> OutputError | str | None:
+    if not isinstance(expected, torch.Tensor):
+        if expected != actual:
+            return f"on {label} output {index} differs: {actual!r} vs {expected!r}"
+        return None
+    if not isinstance(actual, torch.Tensor) or actual.shape != expected.shape:
+        got = tuple(actual.shape) if isinstance(actual, torch.Tensor) else type(actual).__name__
+        return f"on {label} output {index} has shape {got}, expected {tuple(expected.shape)}"
+    if actual.dtype != expected.dtype:
+        return f"on {label} output {index} has dtype {actual.dtype}, expected {expected.dtype}"
+    if not expected.is_floating_point():
+        equal = bool(torch.equal(actual, expected))
+        return OutputError(label, index, 0.0 if equal else float("inf"), 0.0 if equal else float("inf"))
+    expected64, actual64 = expected.double(), actual.double()
+    if bool(torch.isnan(expected64).any() != torch.isnan(actual64).any()):
+        return OutputError(label, index, float("inf"), float("inf"))
+    difference = (actual64 - expected64).nan_to_num(nan=0.0).abs()
+    max_abs = float(difference.max()) if difference.numel() else 0.0
+    scale = float(expected64.nan_to_num(nan=0.0).abs().max()) if expected64.numel() else 0.0
+    max_rel = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else float("inf"))
+    return OutputError(label, index, max_abs, max_rel)
+
+
+def _memory_format(tensor: torch.Tensor) -> torch.memory_format:
+    if tensor.dim() == 4 and tensor.is_contiguous(memory_format=torch.channels_last) and not tensor.is_contiguous():
+        return torch.channels_last
+    if tensor.dim() == 5 and tensor.is_contiguous(memory_format=torch.channels_last_3d) and not tensor.is_contiguous():
+        return torch.channels_last_3d
+    return torch.contiguous_format

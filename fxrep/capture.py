@@ -128,6 +128,10 @@ def _method_order(method: CaptureMethod, have_inputs: bool) -> Sequence[str]:
 
 
 def _export(model: nn.Module, example_inputs: tuple[Any, ...] | None, dynamic_shapes: Any) -> GraphModule:
+    if dynamic_shapes is not None and example_inputs is not None:
+        # export specialises a dimension of size 1 to 1, so trace a dynamic batch with two samples
+        example_inputs = tuple(torch.cat([t, t]) if isinstance(t, torch.Tensor) and t.dim() and t.shape[0] == 1
+                               else t for t in example_inputs)
     program = torch.export.export(model, example_inputs, strict=False, dynamic_shapes=dynamic_shapes)
     return program.run_decompositions({}).module()
 

@@ -172,6 +172,13 @@ class Rewriter:
     def mul(self, lhs: Node, rhs: Node | torch.Tensor, *, like: Node, path: str = "") -> Node:
         return self._binary("mul", lhs, rhs, like=like, path=path)
 
+    def addcmul(self, shift: torch.Tensor, source: Node, scale: torch.Tensor, *, like: Node, path: str = "") -> Node:
+        """``shift + source * scale`` in one op (a per-channel affine map, like an inference BatchNorm)."""
+        shift_node = self.constant(shift, self.fresh_name(path, "reparam_shift"), before=like)
+        scale_node = self.constant(scale, self.fresh_name(path, "reparam_scale"), before=like)
+        target = torch.addcmul if self.level == "module" else aten.addcmul.default
+        return self._insert(like, "call_function", target, (shift_node, source, scale_node))
+
     def _binary(self, op: str, lhs: Node, rhs: Node | torch.Tensor, *, like: Node, path: str) -> Node:
         if isinstance(rhs, torch.Tensor):
             rhs = self.constant(rhs, self.fresh_name(path, "reparam_" + ("scale" if op == "mul" else "shift")),

@@ -47,8 +47,7 @@ class CollapseLinearRegions(api.Pass):
         for node, reason in analysis.not_linear.items():
             result.refuse(node, reason)
         for node, reason in analysis.shared.items():
-            if _folds_into_users(node, analysis):
-                result.refuse(node, reason)
+            result.refuse(node, reason)
         rewriter = api.Rewriter(gm)
         for region in analysis.regions:
             _RegionCollapse(self, region, analysis, rewriter, result).run()
@@ -250,18 +249,11 @@ class _CutEarlier(Exception):
 
 
 def _op_count(value: api.AffineValue) -> int:
+    """Ops `emit_value` emits: one per non-identity term, the adds between terms, a lone bias add."""
     nontrivial = [m for _, m in value.terms if not m.is_identity]
-    convs = [m for m in nontrivial if not m.is_diagonal]
     adds = len(value.terms) - 1
-    bias_add = 1 if not convs and bool(value.bias.ne(0).any()) else 0
+    bias_add = 1 if not nontrivial and bool(value.bias.ne(0).any()) else 0
     return len(nontrivial) + adds + bias_add
-
-
-def _folds_into_users(node: Node, analysis: api.RegionAnalysis) -> bool:
-    """Whether a shared node's users would have folded into it (then its sharing is worth reporting)."""
-    return any(user in analysis.ops and analysis.ops[user].rule in ("fold_batchnorm", "fold_scale", "fold_shift",
-                                                                    "compose_convs", "merge_branches")
-               for user in node.users)
 
 
 def _matches(node: Node, patterns: frozenset[str]) -> bool:

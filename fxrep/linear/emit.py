@@ -3,9 +3,9 @@
 ``value = sum_k M_k(source_k) + bias`` becomes one op per term, added up:
 
 - an identity map emits nothing (the source itself),
-- a diagonal map (per-channel scale) emits one multiply,
+- a diagonal map (per-channel scale) emits one multiply, or one ``addcmul`` when it carries the bias,
 - any other map emits one conv (a Linear for 0-d maps); the first conv carries the bias,
-- a bias no conv could carry becomes one add.
+- a bias nothing could carry (only identities) becomes one add.
 
 So a value with one source and a non-trivial map is exactly one conv.
 """
@@ -38,8 +38,13 @@ def emit_value(rewriter: Rewriter, value: AffineValue, *, like: Node, path: str,
             parts.append(node)
             continue
         if conv.is_diagonal:
-            scale = conv.weight.reshape(-1)
-            parts.append(rewriter.mul(node, _broadcastable(scale, value).to(dtype).to(device), like=like, path=path))
+            scale = _broadcastable(conv.weight.reshape(-1), value).to(dtype).to(device)
+            if bias is not None and not _has_conv(value):
+                shift = _broadcastable(bias, value).to(dtype).to(device)
+                parts.append(rewriter.addcmul(shift, node, scale, like=like, path=path))
+                bias = None
+            else:
+                parts.append(rewriter.mul(node, scale, like=like, path=path))
             continue
         if bias is not None:
             conv = ConvMap(conv.weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
@@ -70,8 +75,13 @@ def value_seconds(model: CostModel, value: AffineValue, size_of: SizeOf, batch: 
         convs += 1
         seconds += model.conv_seconds(conv, _in_size(size_of, source, conv), _rows(batch, conv, out_numel, value),
                                       itemsize)
-    adds = len(value.terms) - 1 + (1 if convs == 0 and bool(value.bias.ne(0).any()) else 0)
+    only_identities = all(conv.is_identity for _, conv in value.terms)
+    adds = len(value.terms) - 1 + (1 if only_identities and bool(value.bias.ne(0).any()) else 0)
     return seconds + adds * model.elementwise_seconds(out_numel, 2, itemsize)
+
+
+def _has_conv(value: AffineValue) -> bool:
+    return any(not (conv.is_identity or conv.is_diagonal) for _, conv in value.terms)
 
 
 def _in_size(size_of: SizeOf, source: Source, conv: ConvMap) -> Sequence[int] | None:

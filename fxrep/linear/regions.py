@@ -112,7 +112,7 @@ def find_linear_regions(gm: GraphModule, allow: Callable[[LinearOp], bool] | Non
                 f"{node.name} feeds {len(users)} users ({', '.join(u.name for u in users)}) that end in "
                 "different places, so folding into it would change the other uses"
             )
-        elif len(users) > 1:
+        elif len(users) > 1 and any(u in analysis.ops for u in users):
             analysis.shared[node] = (
                 f"{node.name} feeds {len(users)} users ({', '.join(u.name for u in users)}), not all of them "
                 "linear, so folding into it would change the other uses"

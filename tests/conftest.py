@@ -1,3 +1,5 @@
+"""Shared test set-up: one warm-up of torch.export, single-threaded torch, and the gpu marker."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -20,3 +22,13 @@ def _single_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``gpu`` need CUDA; without it they are skipped with the reason, never failed."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs an NVIDIA GPU with CUDA (none on this machine)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

@@ -53,8 +53,11 @@ class EvaluateConstantSubgraphs(api.Pass):
                 gm.graph.erase_node(node)  # a metadata assertion on a constant always holds
                 rewriter.count("drop_constant_assertions")
         constants = api.constant_nodes(gm)
-        foldable = {n for n in constants if n.op != "get_attr" and not _is_random(gm, n)}
-        foldable = {n for n in foldable if all(i in foldable or i.op == "get_attr" for i in n.all_input_nodes)}
+        foldable: set[Node] = set()
+        for node in gm.graph.nodes:  # graph order: inputs are decided before their users
+            if node in constants and node.op != "get_attr" and not _is_random(gm, node) and all(
+                    i in foldable or i.op == "get_attr" for i in node.all_input_nodes):
+                foldable.add(node)
         frontier = [n for n in gm.graph.nodes if n in foldable and any(u not in foldable for u in n.users)]
         if frontier:
             values = _evaluate(gm, foldable)
@@ -101,11 +104,8 @@ def _plain_module(gm: GraphModule, node: Node, rewriter: api.Rewriter, result: a
     hooks = [h for h in module._forward_pre_hooks.values() if _is_norm_hook(h)]
     if not parametrize.is_parametrized(module) and not hooks:
         return
-    plain = copy.deepcopy(module)
+    plain = _without_parametrizations(module) if parametrize.is_parametrized(module) else copy.deepcopy(module)
     with torch.no_grad():
-        if parametrize.is_parametrized(plain):
-            for tensor_name in list(plain.parametrizations.keys()):
-                parametrize.remove_parametrizations(plain, tensor_name, leave_parametrized=True)
         for hook in [h for h in plain._forward_pre_hooks.values() if _is_norm_hook(h)]:
             if type(hook).__name__ == "WeightNorm":
                 torch.nn.utils.remove_weight_norm(plain, hook.name)
@@ -115,6 +115,23 @@ def _plain_module(gm: GraphModule, node: Node, rewriter: api.Rewriter, result: a
         tensor.requires_grad_(False)
     gm.add_submodule(str(node.target), plain)
     rewriter.count("remove_parametrization")
+
+
+def _without_parametrizations(module: nn.Module) -> nn.Module:
+    """A copy of a parametrised module as its original class, holding the evaluated tensors.
+
+    ``parametrize.remove_parametrizations`` must not be used on a copy: the copy shares its
+    dynamically created class with the original, and removal deletes the property from that class,
+    breaking the caller's module.
+    """
+    with torch.no_grad():
+        values = {name: getattr(module, name).detach().clone() for name in module.parametrizations.keys()}
+    plain = copy.deepcopy(module)
+    plain.__class__ = type(module).__bases__[0]
+    del plain._modules["parametrizations"]
+    for name, value in values.items():
+        plain.register_parameter(name, nn.Parameter(value, requires_grad=False))
+    return plain
 
 
 def _is_norm_hook(hook: object) -> bool:

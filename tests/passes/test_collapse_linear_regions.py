@@ -6,11 +6,19 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from fxrep.passes import CollapseLinearRegions
 from torch import nn
 
 from fxrep.cost import GPU, CostModel
-from fxrep.models import ACBlock, DiverseBranchBlock, ExpandCK, ExpandCL, MobileOneBlock, RepMixer, RepVGGBlock
-from fxrep.passes import CollapseLinearRegions
+from fxrep.models import (
+    ACBlock,
+    DiverseBranchBlock,
+    ExpandCK,
+    ExpandCL,
+    MobileOneBlock,
+    RepMixer,
+    RepVGGBlock,
+)
 from tests.helpers import LEVELS, assert_equivalent, captured, ops, randomized
 
 X = torch.randn(2, 8, 12, 12)

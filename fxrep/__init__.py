@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from .errors import CaptureError, EquivalenceError, FxrepError, InvalidModelError, PassError
+from .explain import Explanation, explain
 from .optimize import optimize, report_of
 from .pass_base import CostDecision, Match, Pass, PassResult, Refusal
 from .pass_manager import PassManager
@@ -41,6 +42,7 @@ __all__ = [
     "CaptureError",
     "CostDecision",
     "EquivalenceError",
+    "Explanation",
     "FxrepError",
     "InvalidModelError",
     "Match",
@@ -50,6 +52,7 @@ __all__ = [
     "PassResult",
     "Refusal",
     "Report",
+    "explain",
     "optimize",
     "report_of",
     *_LAZY,

@@ -32,6 +32,9 @@ CaptureMethod = Literal["auto", "export", "symbolic_trace"]
 GraphLevel = Literal["module", "aten"]
 
 LEVEL_KEY = "fxrep_level"
+GUARDED_KEY = "fxrep_shape_guards"
+"""``gm.meta[GUARDED_KEY]`` is True when the graph checks its input shapes (torch.export guards), so
+rewrites that are exact only for the traced static sizes are safe; symbolic_trace graphs run on any size."""
 
 
 @dataclass
@@ -83,6 +86,7 @@ def capture(model: nn.Module, example_inputs: tuple[Any, ...] | None = None, *,
         with inference_mode_of(model):
             gm = copy.deepcopy(model)
         gm.meta[LEVEL_KEY] = graph_level(gm)
+        gm.meta.setdefault(GUARDED_KEY, False)
         if example_inputs is not None:
             propagate_shapes(gm, example_inputs)
         return Capture(gm, "GraphModule (copied as given)")
@@ -102,6 +106,7 @@ def capture(model: nn.Module, example_inputs: tuple[Any, ...] | None = None, *,
             continue
         gm.eval()
         gm.meta[LEVEL_KEY] = "aten" if name == "export" else "module"
+        gm.meta[GUARDED_KEY] = name == "export"
         if name == "symbolic_trace" and example_inputs is not None:
             propagate_shapes(gm, example_inputs)
         notes = [f"{failed} failed ({reason}); fell back to {_describe(name)}" for failed, reason in attempts]
@@ -117,6 +122,11 @@ def graph_level(gm: GraphModule) -> GraphLevel:
         if node.op == "call_function" and isinstance(node.target, torch._ops.OpOverload):
             return "aten"
     return "module"
+
+
+def shapes_are_guarded(gm: GraphModule) -> bool:
+    """Whether ``gm`` rejects inputs of other static sizes than it was traced with (see GUARDED_KEY)."""
+    return bool(gm.meta.get(GUARDED_KEY, False))
 
 
 def _method_order(method: CaptureMethod, have_inputs: bool) -> Sequence[str]:

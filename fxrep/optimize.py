@@ -38,6 +38,7 @@ def optimize(
     verify: bool = True,
     capture_method: CaptureMethod = "auto",
     dynamic_batch: bool = False,
+    dynamic_shapes: Any = None,
     tolerance: float | None = None,
     random_inputs: int = 2,
     max_iterations: int = 8,
@@ -56,6 +57,8 @@ def optimize(
         verify: compare outputs on the example inputs and on random inputs of the same shape.
         capture_method: "auto", "export" or "symbolic_trace" (the other method is tried if one fails).
         dynamic_batch: export with a dynamic batch dimension (and verify at another batch size too).
+        dynamic_shapes: ``torch.export`` dynamic shapes, for other dynamic dimensions (advanced;
+            rewrites whose exactness depends on a dynamic size are then refused).
         tolerance: override the dtype's relative tolerance.
         random_inputs: how many random input sets verification uses besides the examples.
         max_iterations: rounds of the pass pipeline before giving up on a fixed point.
@@ -68,7 +71,10 @@ def optimize(
     timings: dict[str, float] = {}
     inputs = normalize_inputs(example_inputs)
     check_finite(model)
-    dynamic_shapes = _dynamic_batch_shapes(inputs) if dynamic_batch else None
+    if dynamic_batch and dynamic_shapes is not None:
+        raise InvalidModelError("pass either dynamic_batch=True or dynamic_shapes, not both")
+    if dynamic_batch:
+        dynamic_shapes = _dynamic_batch_shapes(inputs)
     pipeline = _pipeline(passes)
 
     start = time.perf_counter()

@@ -39,7 +39,7 @@ from .algebra import (
     stack_maps,
     sum_maps,
 )
-from .capture import graph_level
+from .capture import graph_level, shapes_are_guarded
 from .cost import CPU, GPU, TARGETS, CostModel, Target
 from .linear.emit import emit_value, value_seconds
 from .linear.ops import LinearOp, linear_op
@@ -74,7 +74,7 @@ from .ops import (
     tensor_constant,
 )
 from .ops._graph import has_hooks
-from .pass_base import CostDecision, Match, Pass, PassResult, Refusal, module_path_of
+from .pass_base import CostDecision, Match, Pass, PassResult, Refusal, Rewrite, module_path_of
 from .rewriter import Rewriter
 from .shapes import propagate_shapes
 
@@ -105,6 +105,7 @@ __all__ = [
     "Refusal",
     "Region",
     "RegionAnalysis",
+    "Rewrite",
     "Rewriter",
     "Source",
     "Target",
@@ -132,6 +133,7 @@ __all__ = [
     "op_kind",
     "propagate_shapes",
     "rank",
+    "shapes_are_guarded",
     "regroup",
     "stack_maps",
     "static_shape",

@@ -32,6 +32,15 @@ class Refusal:
 
 
 @dataclass(frozen=True)
+class Rewrite:
+    """One rewrite a pass made: the node whose value is now computed differently, and the rule."""
+
+    node: str
+    rule: str
+    module: str = ""
+
+
+@dataclass(frozen=True)
 class CostDecision:
     """One cost-model decision: estimated seconds before/after a rewrite, and what was done."""
 
@@ -57,9 +66,17 @@ class PassResult:
     counts: Counter = field(default_factory=Counter)
     refusals: list[Refusal] = field(default_factory=list)
     decisions: list[CostDecision] = field(default_factory=list)
+    rewrites: list[Rewrite] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return self.modified
+
+    def absorb(self, rewriter: Any) -> PassResult:
+        """Take over what a `Rewriter` did (changed or not, rule counts, rewrites); returns self."""
+        self.modified = self.modified or rewriter.modified
+        self.counts.update(rewriter.counts)
+        self.rewrites.extend(rewriter.rewrites)
+        return self
 
     def refuse(self, node: Node, reason: str) -> None:
         self.refusals.append(Refusal.at(node, reason))

@@ -18,7 +18,7 @@ from torch import nn
 from torch.fx import GraphModule
 
 from .ops import op_kind
-from .pass_base import CostDecision, Refusal
+from .pass_base import CostDecision, Refusal, Rewrite
 from .pass_manager import PipelineRun
 from .rewriter import final_name
 from .verify import Verification
@@ -33,6 +33,7 @@ class PassSummary:
     fired: Counter = field(default_factory=Counter)
     refusals: list[Refusal] = field(default_factory=list)
     decisions: list[CostDecision] = field(default_factory=list)
+    rewrites: list[Rewrite] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
@@ -80,6 +81,7 @@ class Report:
                 if refusal not in summary.refusals:
                     summary.refusals.append(refusal)
             summary.decisions.extend(record.result.decisions)
+            summary.rewrites.extend(record.result.rewrites)
         return list(summaries.values())
 
     # ------------------------------------------------------------------ queries
@@ -119,6 +121,7 @@ class Report:
                     "seconds": p.seconds,
                     "refusals": [vars(r) for r in p.refusals],
                     "decisions": [vars(d) | {"ratio": d.ratio} for d in p.decisions],
+                    "rewrites": [vars(r) for r in p.rewrites],
                 }
                 for p in self.passes
             ],

@@ -22,6 +22,7 @@ from torch.fx import GraphModule, Node
 
 from .algebra import ConvMap
 from .capture import graph_level
+from .pass_base import Rewrite, module_path_of
 from .shapes import propagate_shapes
 
 aten = torch.ops.aten
@@ -42,6 +43,7 @@ class Rewriter:
         self.graph = gm.graph
         self.level = graph_level(gm)
         self.counts: Counter[str] = Counter()
+        self.rewrites: list[Rewrite] = []
         self.changed = False
 
     @property
@@ -224,6 +226,7 @@ class Rewriter:
         self.changed = True
         if rule is not None:
             self.counts[rule] += 1
+            self.rewrites.append(Rewrite(old.name, rule, module_path_of(old)))
 
     def count(self, rule: str, times: int = 1) -> None:
         self.counts[rule] += times

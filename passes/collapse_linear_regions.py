@@ -19,6 +19,7 @@ collapsed regardless of cost / whose ops are never touched.
 from __future__ import annotations
 
 import fnmatch
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
@@ -52,9 +53,7 @@ class CollapseLinearRegions(api.Pass):
         for region in analysis.regions:
             _RegionCollapse(self, region, analysis, rewriter, result).run()
         rewriter.finish()
-        result.modified = rewriter.modified
-        result.counts = rewriter.counts
-        return result
+        return result.absorb(rewriter)
 
     def _allows(self, op: api.LinearOp) -> bool:
         return not _matches(op.node, self.forbid)
@@ -73,6 +72,7 @@ class _RegionCollapse:
         self.result = result
         self.cost = options.cost_model
         self.always = options.policy == "always" or any(_matches(n, options.force) for n in region.nodes)
+        self.guarded = api.shapes_are_guarded(rewriter.gm)
         self.forced_cuts: dict[Node, str] = {}  # node -> why it must stay a tensor of its own
         self._reset()
 
@@ -182,6 +182,11 @@ class _RegionCollapse:
         return api.AffineValue.of_source(node, channels, nd, channel_dim)
 
     def _size_of(self, source: api.Source) -> tuple[int, ...] | None:
+        """Static spatial size for size-dependent exactness checks; None unless the graph guards shapes."""
+        return self._recorded_size(source) if self.guarded else None
+
+    def _recorded_size(self, source: api.Source) -> tuple[int, ...] | None:
+        """The spatial size recorded at capture (for cost estimates, whether or not it is guarded)."""
         shape = api.dims(source.node)
         if shape is None or len(shape) < 3 or any(d is None for d in shape[2:]):
             return None
@@ -194,7 +199,7 @@ class _RegionCollapse:
         batch, itemsize = _batch_and_itemsize(node)
         example = api.example_value(node)
         numel = example.numel() if example is not None and all(isinstance(d, int) for d in example.shape) else None
-        return api.value_seconds(self.cost, value, self._size_of, batch, itemsize, numel)
+        return api.value_seconds(self.cost, value, self._recorded_size, batch, itemsize, numel)
 
     # -------------------------------------------------------------- decision and emission
     def _decide_and_emit(self) -> dict[Node, Node]:
@@ -206,8 +211,11 @@ class _RegionCollapse:
         ops_after = sum(_op_count(v) for v in self.materialized.values()) + len(self.kept)
         improved = after < before * (1 - RELATIVE_SLACK) or ops_after < ops_before
         applied = self.always or (after <= before * (1 + RELATIVE_SLACK) and improved)
+        rules = sum((v.rules for v in self.materialized.values()), Counter())
+        folded = ", ".join(f"{rule} x{count}" for rule, count in sorted(rules.items()))
         note = (f"{ops_before} ops -> {ops_after}; estimated {before * 1e6:.1f} us -> {after * 1e6:.1f} us"
-                + (" (forced)" if self.always and not improved else ""))
+                + (" (forced)" if self.always and not improved else "") + (f"; {folded}" if folded else ""))
+        self._explain_separate_borders()
         self.result.decisions.append(api.CostDecision(exit_.name, before, after, applied, note,
                                                       api.module_path_of(exit_),
                                                       tuple(n.name for n in self.region.nodes)))
@@ -216,6 +224,17 @@ class _RegionCollapse:
                 self.reasons.append((exit_, f"collapsing would cost {after / before:.2f}x the estimated time"))
             return {}
         return self._emit()
+
+    def _explain_separate_borders(self) -> None:
+        """A tensor read through different paddings (zeros, reflect, ...) by several branches stays split."""
+        for node, value in self.materialized.items():
+            by_node: dict[Node, list[str]] = {}
+            for source in value.sources:
+                by_node.setdefault(source.node, []).append(source.describe())
+            for tensor, readers in by_node.items():
+                if len(readers) > 1:
+                    self.reasons.append((node, f"branches see different borders ({'; '.join(readers)}), so "
+                                               "they cannot share one kernel"))
 
     def _emit(self) -> dict[Node, Node]:
         dtype, device = _dtype_and_device(self.region.nodes)

@@ -70,9 +70,7 @@ class EvaluateConstantSubgraphs(api.Pass):
                 constant = rewriter.constant(value, name, before=node)
                 rewriter.replace(node, constant, "evaluate_constants")
         rewriter.finish()
-        result.modified = rewriter.modified
-        result.counts = rewriter.counts
-        return result
+        return result.absorb(rewriter)
 
 
 def _is_random(gm: GraphModule, node: Node) -> bool:

@@ -50,9 +50,7 @@ class FoldBatchNorm(api.Pass):
             if not match:
                 result.refuse(node, match.reason)
         rewriter.finish()
-        result.modified = rewriter.modified
-        result.counts = rewriter.counts
-        return result
+        return result.absorb(rewriter)
 
 
 def _users(node: Node) -> list[Node]:

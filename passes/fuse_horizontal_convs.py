@@ -52,9 +52,7 @@ class FuseHorizontalConvs(api.Pass):
                 if len(members) >= self.min_convs:
                     self._fuse(source, members, rewriter, result)
         rewriter.finish()
-        result.modified = rewriter.modified
-        result.counts = rewriter.counts
-        return result
+        return result.absorb(rewriter)
 
     def _fuse(self, source: Node, members: list[tuple[Node, api.ConvMap]], rewriter: api.Rewriter,
               result: api.PassResult) -> None:

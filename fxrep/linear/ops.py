@@ -25,6 +25,7 @@ from torch import nn
 from torch.fx import Node
 
 from ..algebra import ConvMap, NotExact
+from ..capture import shapes_are_guarded
 from ..ops import (
     Arithmetic,
     AvgPool,
@@ -266,7 +267,8 @@ def linear_op(node: Node) -> LinearOp | str | None:
     pad = Pad.from_node(node)
     if pad is not None:
         if pad.mode != "constant":
-            return f"{node.name} pads with mode {pad.mode!r}, which is not a conv's zero padding"
+            return (f"{node.name} pads with mode {pad.mode!r}; only zero padding folds into a conv, so what "
+                    "reads it stays a separate conv")
         return PadOp(node, (pad.input,), "fold_pad", pad.pads, pad.value)
     pool = AvgPool.from_node(node)
     if pool is not None:
@@ -334,7 +336,8 @@ def _special_padding_source(value: AffineValue, view: Conv) -> AffineValue:
     source, conv = value.terms[0]
     if source.padding_mode != "zeros" or not conv.is_identity:
         raise NotExact(f"{view.node.name} pads a computed tensor with mode {view.padding_mode!r}")
-    special = Source(source.node, view.padding_mode, view.padding)
+    reader = str(view.node.target) if view.node.op == "call_module" else view.node.name
+    special = Source(source.node, view.padding_mode, view.padding, reader)
     return AffineValue.of_source(special, value.channels, value.nd, value.channel_dim)
 
 
@@ -351,6 +354,9 @@ def _layout_from_meta(node: Node) -> Layout:
 
 
 def _spatial_size(node: Node, nd: int) -> tuple[int, ...] | None:
+    """Static spatial size of ``node``, only where the graph guards its input shapes."""
+    if not shapes_are_guarded(node.graph.owning_module):
+        return None
     shape = dims(node)
     if shape is None or len(shape) != nd + 2 or any(d is None for d in shape[2:]):
         return None

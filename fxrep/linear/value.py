@@ -56,11 +56,13 @@ class Source:
     node: Node
     padding_mode: str = "zeros"
     padding: Padding = ()
+    reader: str = ""
+    """The op (module path or node name) that pads with ``padding_mode``, for messages."""
 
     def describe(self) -> str:
         if self.padding_mode == "zeros":
-            return self.node.name
-        return f"{self.padding_mode}-pad({self.node.name}, {self.padding})"
+            return f"{self.node.name} with zero padding"
+        return f"{self.reader or 'a branch'} reads {self.node.name} with {self.padding_mode} padding"
 
 
 @dataclass(frozen=True, eq=False)

@@ -231,7 +231,7 @@ class _RegionCollapse:
             by_node: dict[Node, list[str]] = {}
             for source in value.sources:
                 by_node.setdefault(source.node, []).append(source.describe())
-            for tensor, readers in by_node.items():
+            for readers in by_node.values():
                 if len(readers) > 1:
                     self.reasons.append((node, f"branches see different borders ({'; '.join(readers)}), so "
                                                "they cannot share one kernel"))

@@ -112,7 +112,9 @@ def _batchnorm(node: Node) -> OpShape | None:
     params = {"running_mean": value(bn.running_mean), "running_var": value(bn.running_var),
               "weight": value(bn.weight), "bias": value(bn.bias), "eps": bn.eps,
               "training": bn.uses_batch_statistics}
-    return OpShape("batchnorm", "batchnorm", (bn.input,), params, problem=_hooks_problem(bn.module, node))
+    parts = (bn.call,) if bn.call is not node else ()
+    return OpShape("batchnorm", "batchnorm", (bn.input,), params, parts=parts,
+                   problem=_hooks_problem(bn.module, node))
 
 
 def _arithmetic(node: Node) -> OpShape | None:

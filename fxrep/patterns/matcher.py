@@ -78,12 +78,14 @@ class _Search:
             return Attempt(None, problem, True)
         order = {node: index for index, node in enumerate(root.graph.nodes)}
         nodes.sort(key=lambda node: order.get(node, len(order)))
-        return Attempt(PatternMatch(root, tuple(nodes), self._bindings(scope)))
+        return Attempt(PatternMatch(root, tuple(nodes), self._bindings(scope, order)))
 
-    def _bindings(self, scope: _Scope) -> dict[str, Any]:
+    def _bindings(self, scope: _Scope, order: dict[Node, int]) -> dict[str, Any]:
+        """The wildcards; each `sum_of`'s branches in graph order, and their wildcards as lists in that order."""
         bindings = dict(scope.bindings)
         for name, branches in self.branches.items():
-            bindings[name] = list(branches)
+            branches = sorted(branches, key=lambda branch: order.get(branch.node, len(order)))
+            bindings[name] = branches
             for branch in branches:
                 for key, value in branch.bindings.items():
                     bindings.setdefault(key, []).append(value)
@@ -120,7 +122,8 @@ class _Search:
 
     def fail(self, reason: str, *, near: bool) -> bool:
         progress = len(self.trail)
-        if self.failure is None or progress > self.failure[0]:
+        best = self.failure
+        if best is None or progress > best[0] or (progress == best[0] and near and not best[2]):
             self.failure = (progress, reason, near)
         return False
 
@@ -134,6 +137,7 @@ class _Search:
         """Match one pattern value (a node, a literal or a list of them) against a graph value."""
         mark = self.mark()
         if self._value(scope, pattern_value, target):
+            self.trail.append(_step)  # every matched value counts as progress, for choosing the failure to report
             return True
         self.undo(mark)
         return False
@@ -223,6 +227,8 @@ class _Search:
         for name, pattern_param in expected.params.items():
             if not self.param(scope, t, found, name, pattern_param):
                 return False
+        for part in found.parts:
+            self.append(self.nodes, part)
         self.append(self.nodes, t)
         return True
 
@@ -327,6 +333,10 @@ class _Search:
                 if inner is not None and inner.kind in ops:
                     stack.append(operand)
         return interior
+
+
+def _step() -> None:
+    """Undoing a plain step of progress changes nothing."""
 
 
 def _a(label: str) -> str:

@@ -42,6 +42,8 @@ class OpShape:
     params: Mapping[str, Any] = field(default_factory=dict)
     target: Any = None
     """The call target, for kinds matched by exact target (``call_function`` / ``call_method``)."""
+    parts: tuple[Any, ...] = ()
+    """Other graph nodes that belong to this op (ATen batch norm's tuple-returning call under its getitem)."""
     problem: str | None = None
     """Why this op cannot take part in a rewrite although its kind matches (e.g. its module has hooks)."""
 

@@ -75,9 +75,7 @@ class PatternPass(api.Pass):
             rewriter.replace(node, verdict.value, self.name)
             claimed.update(attempt.match.nodes)
         rewriter.finish()
-        result.modified = rewriter.modified
-        result.counts = rewriter.counts
-        return result
+        return result.absorb(rewriter)
 
     def _apply(self, match: PatternMatch, rewriter: api.Rewriter) -> api.Match:
         """Check, then emit the replacement: ``Match.ok(new_node)`` or ``Match.fail(reason)``."""

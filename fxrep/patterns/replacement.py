@@ -120,9 +120,21 @@ def _copy_into(graph: Graph, constants: dict[str, torch.Tensor], inputs: dict[st
         elif node.op == "output":
             result = torch.fx.node.map_arg(node.args[0], lambda n: env[n])
         else:
-            args = torch.fx.node.map_arg(node.args, lambda n: env[n])
-            kwargs = torch.fx.node.map_arg(node.kwargs, lambda n: env[n])
+            args, kwargs = _map_arguments((node.args, node.kwargs), env, rewriter, like, path)
             env[node] = rewriter.call(node.op, node.target, args, kwargs, like=like)
     if not isinstance(result, Node):
         raise PatternError("a replacement function must return one tensor")
     return result
+
+
+def _map_arguments(arguments: Any, env: dict[Node, Any], rewriter: api.Rewriter, like: Node, path: str) -> Any:
+    """Traced arguments with nodes read from ``env`` and tensor literals registered as constants."""
+
+    def convert(value: Any) -> Any:
+        if isinstance(value, Node):
+            return env[value]
+        if isinstance(value, torch.Tensor):
+            return rewriter.constant(value, rewriter.fresh_name(path, "reparam_constant"), before=like)
+        return value
+
+    return torch.fx.node.map_aggregate(arguments, convert)

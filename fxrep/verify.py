@@ -15,6 +15,7 @@ as the original chain of ops, so these bounds are rounding noise, not slack for 
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -121,12 +122,26 @@ def verify(model: nn.Module, optimized: nn.Module, example_inputs: Sequence[Any]
            extra: Sequence[tuple[str, tuple[Any, ...]]] = ()) -> Verification:
     """Compare ``optimized`` with ``model`` in inference mode (see the module docstring).
 
-    The caller's model is switched to eval only for the duration of the check; its own train/eval
-    flags are restored afterwards.
+    The reference is a deep copy of the caller's model, so even a forward that updates buffers
+    (a norm hard-wired to training mode) leaves the caller's model as it was. A model that cannot
+    be copied runs itself, in eval mode, with its flags and tensors restored afterwards.
     """
     sets = input_sets(example_inputs, random_inputs, seed, extra)
-    with inference_mode_of(model):
-        return compare(model, optimized, sets, tolerance)
+    with torch.no_grad():
+        try:
+            reference = copy.deepcopy(model)
+        except Exception:  # some models hold uncopyable state; fall back to restoring the original
+            reference = None
+        if reference is not None:
+            with inference_mode_of(reference):
+                return compare(reference, optimized, sets, tolerance)
+        saved = {name: tensor.detach().clone() for name, tensor in model.state_dict(keep_vars=True).items()}
+        try:
+            with inference_mode_of(model):
+                return compare(model, optimized, sets, tolerance)
+        finally:
+            for name, tensor in model.state_dict(keep_vars=True).items():
+                tensor.detach().copy_(saved[name])
 
 
 def _output_error(label: str, index: int, expected: Any, actual: Any) -> OutputError | str | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from .errors import CaptureError, EquivalenceError, FxrepError, InvalidModelError, PassError
+from .draw import draw
 from .explain import Explanation, explain
 from .optimize import optimize, report_of
 from .pass_base import CostDecision, Match, Pass, PassResult, Refusal
@@ -52,6 +53,7 @@ __all__ = [
     "PassResult",
     "Refusal",
     "Report",
+    "draw",
     "explain",
     "optimize",
     "report_of",

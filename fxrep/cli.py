@@ -144,26 +144,30 @@ def _run_optimize(args: argparse.Namespace) -> int:
         with step("saving the optimized module (torch.export)"):
             demo.save_optimized(optimized, inputs, args.save, dynamic_batch=args.dynamic_batch)
         print(f"wrote the optimized module: {args.save} (load with torch.export.load(path).module())")
+    failed = False
     if args.pictures:
-        with step("drawing the graph before and after"):
-            try:
+        try:
+            with step("drawing the graph before and after"):
                 before, after = demo.draw_pictures(model, inputs, optimized, args.pictures)
-            except (ImportError, ValueError) as error:
-                raise UsageError(f"--pictures: {error}") from error
-        print(f"wrote pictures: {before}, {after}")
+            print(f"wrote pictures: {before}, {after}")
+        except (ImportError, ValueError) as error:  # e.g. a graph too large to draw; the other outputs still count
+            print(f"fxrep optimize: --pictures failed: {error}", file=sys.stderr)
+            failed = True
     if args.onnx:
         check = demo.export_checked_onnx(optimized, inputs, args.onnx, dynamic_batch=args.dynamic_batch)
         print(f"wrote ONNX: {args.onnx} ({check})")
     if args.engine:
         batch = shapes[0][0] if shapes[0] else 1
         batch_range = (1, batch, max(32, batch)) if args.dynamic_batch else None
-        same_dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[args.precision] == dtype
+        from fxrep.lower.tensorrt_runtime import PRECISIONS as PRECISION_DTYPES
+
+        same_dtype = PRECISION_DTYPES[args.precision] == dtype
         source = Path(args.onnx) if args.onnx and same_dtype else optimized
         engine = demo.build_saved_engine(source, inputs, args.engine, runtime=args.runtime,
                                          precision=args.precision, dynamic_batch=batch_range)
         print(f"wrote a {engine.runtime} engine: {args.engine} ({args.precision}; network layers: "
               f"{demo.format_layers(engine.layer_summary())})")
-    return 0
+    return 1 if failed else 0
 
 
 def parse_shape(text: str) -> tuple[int, ...]:

@@ -1,0 +1,309 @@
+"""``torch.compile(model, backend="fxrep")``: fxrep's passes on Dynamo's graph, then Inductor or TensorRT.
+
+Since torch 2.5 Dynamo inlines built-in ``nn`` modules, so a module's parameters and buffers reach
+a backend as graph inputs (placeholders), not as constants: as given, nothing could fold. The
+backend therefore binds every placeholder that Dynamo read from an ``nn.Module`` (a parameter, a
+buffer or a plain tensor attribute; Dynamo records where each input came from) to the real tensor
+it passes in ``example_inputs``, as a ``get_attr`` constant of a copy of the graph. It then runs
+`fxrep.optimize` on that graph (verifying it on the example inputs) and compiles the plain result
+with the target, whose compiled function takes only the remaining inputs. This is what Inductor's
+``freezing=True`` does with its own graphs.
+
+Frozen weights: the compiled function assumes the tensors it folded do not change. Every call
+checks that Dynamo passes the same tensor objects with the same version counters; an in-place
+update (``load_state_dict``, ``optimizer.step()``, ``weight.mul_(2)`` under ``no_grad``) or a
+different module instance sharing the compiled code makes it fold and compile again, with a
+warning, so results stay right but each such change costs a compilation. Gradients do not flow
+into folded weights (they do flow into the inputs): this backend is for inference, like freezing.
+
+Options (``torch.compile(..., options={...})`` or keyword arguments of `fxrep_backend`):
+
+- ``target``: "inductor" (default), "tensorrt" (the torch_tensorrt Dynamo backend; needs a GPU
+  and torch_tensorrt) or "eager" (run the plain fx graph as is; for debugging and tests).
+- ``verify`` (True), ``tolerance`` (None), ``passes`` (None: the default pipeline): as in `fxrep.optimize`.
+- ``inductor``: a dict of Inductor config patches (added to those of torch.compile's ``mode``);
+  ``tensorrt``: a dict of torch_tensorrt options.
+- ``strict`` (False): raise when fxrep cannot optimize a graph instead of warning and compiling it
+  unfolded.
+
+`last_report` holds the `fxrep.Report` of the most recently compiled graph (None when it could
+not be optimized), so callers and tests can see what was folded.
+"""
+
+from __future__ import annotations
+
+import logging
+import operator
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.fx import Graph, GraphModule, Node
+
+from fxrep.lower.errors import LoweringError
+
+__all__ = ["fxrep_backend", "last_report"]
+
+logger = logging.getLogger(__name__)
+
+TARGETS = ("inductor", "tensorrt", "eager")
+
+#: The `fxrep.Report` of the graph this backend compiled last (None if it could not be optimized).
+last_report: Any = None
+
+_OPTION_DEFAULTS: dict[str, Any] = {
+    "target": "inductor",
+    "verify": True,
+    "tolerance": None,
+    "passes": None,
+    "inductor": None,
+    "tensorrt": None,
+    "strict": False,
+    "mode": None,
+}
+
+_INPLACE_OPERATORS = frozenset({
+    operator.iadd, operator.isub, operator.imul, operator.itruediv, operator.ifloordiv, operator.imod,
+    operator.ipow, operator.iand, operator.ior, operator.ixor, operator.ilshift, operator.irshift,
+    operator.imatmul, operator.setitem,
+})
+
+
+def fxrep_backend(gm: GraphModule, example_inputs: Sequence[Any], **options: Any) -> Callable[..., Any]:
+    """A Dynamo backend: bind module state as constants, run fxrep's passes, compile with the target.
+
+    Registered as ``"fxrep"`` through the ``torch_dynamo_backends`` entry point. ``torch.compile``
+    passes its ``options`` dict as ``options=`` and its ``mode`` as ``mode=``; both spellings work.
+    Raises ValueError for unknown options, LoweringError when the target cannot be used here.
+    """
+    settings = _settings(options)
+    compile_target = _target_compiler(settings)  # fails fast when torch_tensorrt is missing
+    return _FoldedGraph(gm, list(example_inputs), settings, compile_target)
+
+
+@dataclass(frozen=True)
+class _Bound:
+    """A graph input folded as a constant: its position, the tensor, and its version when folded."""
+
+    index: int
+    tensor: torch.Tensor
+    version: int | None
+
+
+class _FoldedGraph:
+    """The compiled graph plus what it folded; refolds when a folded tensor was replaced or updated."""
+
+    def __init__(self, gm: GraphModule, example_inputs: list[Any], settings: dict[str, Any],
+                 compile_target: Callable[[GraphModule, list[Any]], Callable[..., Any]]) -> None:
+        self._gm = gm
+        self._settings = settings
+        self._compile_target = compile_target
+        self._bound: list[_Bound] = []
+        self._kept: list[int] = []
+        self._compiled: Callable[..., Any] = gm
+        self._fold(example_inputs)
+
+    def __call__(self, *args: Any) -> Any:
+        for bound in self._bound:
+            arg = args[bound.index]
+            if arg is not bound.tensor or _version(arg) != bound.version:
+                warnings.warn(
+                    "fxrep backend: a weight it folded into constants was replaced or changed in place since "
+                    "compilation; folding and compiling again (weights are assumed frozen after torch.compile)",
+                    stacklevel=2,
+                )
+                self._fold(list(args))
+                break
+        return self._compiled(*[args[i] for i in self._kept])
+
+    def _fold(self, inputs: list[Any]) -> None:
+        global last_report
+        mutated = _mutated_positions(self._gm)
+        bound = _bindable_inputs(self._gm, inputs, mutated)
+        self._bound = [_Bound(i, inputs[i], _version(inputs[i])) for i in bound]
+        self._kept = [i for i in range(len(inputs)) if i not in bound]
+        # fxrep runs the graph (shape propagation, verification): it must not update the caller's buffers
+        kept_inputs = [inputs[i].clone() if i in mutated else inputs[i] for i in self._kept]
+        graph = _bind_constants(self._gm, {i: inputs[i] for i in bound})
+        _warn_if_training(self._bound)
+        try:
+            optimized = _optimize(graph, kept_inputs, self._settings)
+        except Exception as error:
+            from fxrep.errors import FxrepError
+
+            if not isinstance(error, FxrepError) or self._settings["strict"]:
+                raise
+            warnings.warn(f"fxrep backend: compiling this graph without folding: {error}", stacklevel=3)
+            last_report = None
+            optimized = graph
+        else:
+            last_report = optimized.fxrep_report
+        for tensor in [*optimized.parameters(), *optimized.buffers()]:
+            tensor.requires_grad_(False)
+        self._compiled = self._compile_target(optimized, kept_inputs)
+
+
+def _settings(options: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(options)
+    nested = merged.pop("options", None) or {}
+    if not isinstance(nested, dict):
+        raise ValueError(f"options must be a dict, got {type(nested).__name__}")
+    merged.update(nested)
+    unknown = sorted(set(merged) - set(_OPTION_DEFAULTS))
+    if unknown:
+        raise ValueError(f"unknown fxrep backend option(s) {', '.join(unknown)}; "
+                         f"known: {', '.join(sorted(_OPTION_DEFAULTS))}")
+    settings = {**_OPTION_DEFAULTS, **merged}
+    if settings["target"] not in TARGETS:
+        raise ValueError(f"target must be one of {', '.join(TARGETS)}, got {settings['target']!r}")
+    return settings
+
+
+def _target_compiler(settings: dict[str, Any]) -> Callable[[GraphModule, list[Any]], Callable[..., Any]]:
+    target = settings["target"]
+    if target == "eager":
+        return lambda gm, inputs: gm
+    if target == "tensorrt":
+        backend = _torch_tensorrt_backend()
+        trt_options = dict(settings["tensorrt"] or {})
+        return lambda gm, inputs: backend(gm, inputs, options=trt_options)
+
+    from torch._inductor.compile_fx import compile_fx
+
+    patches = dict(torch._inductor.list_mode_options(settings["mode"])) if settings["mode"] else {}
+    patches.update(settings["inductor"] or {})
+    return lambda gm, inputs: compile_fx(gm, inputs, config_patches=patches or None)
+
+
+def _torch_tensorrt_backend() -> Callable[..., Any]:
+    try:
+        import torch_tensorrt  # noqa: F401  (importing it registers its Dynamo backends)
+    except (ImportError, OSError) as exc:
+        raise LoweringError(
+            "torch.compile(backend='fxrep', options={'target': 'tensorrt'}) hands the plain graph to "
+            f"torch_tensorrt, which does not import here ({type(exc).__name__}: {exc}). Install the build that "
+            "matches your torch (pip install torch-tensorrt) on a machine with an NVIDIA GPU, or use the default "
+            "target (Inductor); without a GPU, build an engine ahead of time with "
+            "fxrep.lower.build_engine(..., runtime='tensorrt_rtx')."
+        ) from exc
+    from torch._dynamo.backends.registry import lookup_backend
+
+    return lookup_backend("torch_tensorrt")
+
+
+def _bindable_inputs(gm: GraphModule, inputs: Sequence[Any], mutated: set[int]) -> list[int]:
+    """Positions of the graph inputs that Dynamo read from an nn.Module and that the graph does not mutate."""
+    placeholders = list(gm.graph.find_nodes(op="placeholder"))
+    return [index for index, (node, value) in enumerate(zip(placeholders, inputs, strict=False))
+            if index not in mutated and _is_module_state(node, value)]
+
+
+def _mutated_positions(gm: GraphModule) -> set[int]:
+    """Positions of the graph inputs that some op of the graph writes to in place."""
+    mutated = _mutated_nodes(gm.graph)
+    return {index for index, node in enumerate(gm.graph.find_nodes(op="placeholder")) if node in mutated}
+
+
+def _is_module_state(node: Node, value: Any) -> bool:
+    """Whether a graph input is a parameter, buffer or tensor attribute of an nn.Module (per Dynamo's source)."""
+    if not isinstance(value, torch.Tensor) or _is_fake(value):
+        return False
+    if isinstance(value, nn.Parameter):
+        return True
+    source = getattr(node, "_dynamo_source", None)
+    if source is None:
+        source = getattr(node.meta.get("grapharg"), "source", None)
+    guard_source = getattr(source, "guard_source", None)
+    if callable(guard_source):  # a method in older torch versions, a property in newer ones
+        guard_source = guard_source()
+    try:
+        return bool(guard_source.is_unspecialized_nn_module() or guard_source.is_specialized_nn_module())
+    except AttributeError:
+        return False
+
+
+def _mutated_nodes(graph: Graph) -> set[Node]:
+    """Nodes that some op of the graph writes to in place (these must stay inputs)."""
+    mutated: set[Node] = set()
+    for node in graph.nodes:
+        if node.op not in ("call_function", "call_method"):
+            continue
+        name = node.target if node.op == "call_method" else getattr(node.target, "__name__", "")
+        inplace = (node.target in _INPLACE_OPERATORS
+                   or (isinstance(name, str) and name.endswith("_") and not name.startswith("_")))
+        if inplace and node.args and isinstance(node.args[0], Node):
+            mutated.add(node.args[0])
+        out = node.kwargs.get("out")
+        if isinstance(out, Node):
+            mutated.add(out)
+        if node.target is F.batch_norm and _batch_norm_training(node):
+            mutated.update(arg for arg in node.args[1:3] if isinstance(arg, Node))
+    return mutated
+
+
+def _batch_norm_training(node: Node) -> bool:
+    training = node.kwargs.get("training", node.args[5] if len(node.args) > 5 else False)
+    return bool(training)
+
+
+def _bind_constants(gm: GraphModule, constants: dict[int, torch.Tensor]) -> GraphModule:
+    """A copy of ``gm`` whose placeholders at the given positions read the given tensors as get_attr."""
+    graph = Graph()
+    copies: dict[Node, Node] = {}
+    graph.output(graph.graph_copy(gm.graph, copies))
+    bound = GraphModule(gm, graph)
+    placeholders = [copies[node] for node in gm.graph.find_nodes(op="placeholder")]
+    for index, tensor in constants.items():
+        node = placeholders[index]
+        name = _attribute_name(bound, node.name)
+        bound.register_buffer(name, tensor.detach())
+        with graph.inserting_before(node):
+            constant = graph.get_attr(name)
+        constant.meta.update(node.meta)
+        node.replace_all_uses_with(constant)
+        graph.erase_node(node)
+    bound.recompile()
+    return bound
+
+
+def _attribute_name(gm: GraphModule, base: str) -> str:
+    name = base.strip("_") or "constant"
+    candidate, suffix = name, 0
+    while hasattr(gm, candidate):
+        suffix += 1
+        candidate = f"{name}_{suffix}"
+    return candidate
+
+
+def _optimize(graph: GraphModule, inputs: list[Any], settings: dict[str, Any]) -> GraphModule:
+    from fxrep.optimize import optimize
+
+    return optimize(graph, tuple(inputs), passes=settings["passes"], verify=settings["verify"],
+                    tolerance=settings["tolerance"], random_inputs=0)
+
+
+def _warn_if_training(bound: list[_Bound]) -> None:
+    if torch.is_grad_enabled() and any(b.tensor.requires_grad for b in bound):
+        warnings.warn(
+            "fxrep backend folds parameters into constants: gradients will not reach them. Run the compiled "
+            "model under torch.no_grad() or torch.inference_mode() to silence this; train with "
+            "backend='inductor'.",
+            stacklevel=4,
+        )
+
+
+def _version(tensor: Any) -> int | None:
+    try:
+        return tensor._version
+    except (AttributeError, RuntimeError):  # inference tensors have no version counter
+        return None
+
+
+def _is_fake(tensor: torch.Tensor) -> bool:
+    from torch._subclasses.fake_tensor import FakeTensor
+
+    return isinstance(tensor, FakeTensor)

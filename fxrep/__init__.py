@@ -3,25 +3,32 @@
     gm = fxrep.optimize(model, (torch.randn(1, 3, 224, 224),))
     print(gm.fxrep_report)
 
-Lowering (`export_onnx`, `build_engine`, `Engine`, `compile_tensorrt`) is imported on first use so
-``import fxrep`` stays light.
+The public names below are imported on first use (PEP 562), so ``import fxrep`` and the ``fxrep``
+command's ``--help`` do not pay for importing torch; the errors are plain Python and load eagerly.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from .errors import CaptureError, EquivalenceError, FxrepError, InvalidModelError, PassError
-from .draw import draw
-from .explain import Explanation, explain
-from .optimize import optimize, report_of
-from .pass_base import CostDecision, Match, Pass, PassResult, Refusal
-from .pass_manager import PassManager
-from .report import Report
 
 __version__ = "0.1.0"
 
 _LAZY = {
+    "optimize": "fxrep.optimization",
+    "report_of": "fxrep.optimization",
+    "explain": "fxrep.explanation",
+    "Explanation": "fxrep.explanation",
+    "draw": "fxrep.drawing",
+    "Report": "fxrep.report",
+    "PassManager": "fxrep.pass_manager",
+    "Pass": "fxrep.pass_base",
+    "PassResult": "fxrep.pass_base",
+    "Refusal": "fxrep.pass_base",
+    "CostDecision": "fxrep.pass_base",
+    "Match": "fxrep.pass_base",
     "export_onnx": "fxrep.lower",
     "check_onnx": "fxrep.lower",
     "build_engine": "fxrep.lower",
@@ -33,29 +40,14 @@ _LAZY = {
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value  # later lookups skip this hook
+        return value
     raise AttributeError(f"module 'fxrep' has no attribute {name!r}")
 
 
-__all__ = [
-    "CaptureError",
-    "CostDecision",
-    "EquivalenceError",
-    "Explanation",
-    "FxrepError",
-    "InvalidModelError",
-    "Match",
-    "Pass",
-    "PassError",
-    "PassManager",
-    "PassResult",
-    "Refusal",
-    "Report",
-    "draw",
-    "explain",
-    "optimize",
-    "report_of",
-    *_LAZY,
-]
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+__all__ = ["CaptureError", "EquivalenceError", "FxrepError", "InvalidModelError", "PassError", *_LAZY]

@@ -122,7 +122,7 @@ def _run_optimize(args: argparse.Namespace) -> int:
     import torch
 
     from fxrep import demo
-    from fxrep.optimize import optimize
+    from fxrep.optimization import optimize
     from fxrep.progress import step
 
     dtype = getattr(torch, args.dtype)

@@ -61,7 +61,7 @@ def run_demo(output_dir: str | Path = "fxrep-demo", *, size: int = 224, seed: in
     ``threads`` sets torch's intra-op threads for the timings (default: leave torch's setting).
     """
     from fxrep.models import randomize_, repvgg_a0, repvgg_model_convert
-    from fxrep.optimize import optimize
+    from fxrep.optimization import optimize
 
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -243,8 +243,8 @@ def engine_unavailable(runtime: str = "auto") -> str | None:
 
 def pictures_unavailable() -> str | None:
     """Why before/after pictures cannot be drawn here, or None."""
-    if importlib.util.find_spec("fxrep.draw") is None:
-        return "fxrep.draw is not available in this installation"
+    if importlib.util.find_spec("fxrep.drawing") is None:
+        return "fxrep.drawing is not available in this installation"
     if importlib.util.find_spec("matplotlib") is None:
         return f"matplotlib not installed ({DRAW_EXTRA})"
     return None
@@ -288,11 +288,11 @@ def draw_pictures(model: nn.Module, example_inputs: Sequence[torch.Tensor], opti
                   directory: str | Path) -> tuple[Path, Path]:
     """Draw the captured graph and the optimized graph, with the merges highlighted, as before.png / after.png.
 
-    Uses ``optimized``'s report instead of optimizing again (what ``fxrep.draw.before_and_after``
-    would do); only the capture is repeated. Raises ImportError without fxrep.draw or matplotlib.
+    Uses ``optimized``'s report instead of optimizing again (what ``fxrep.drawing.before_and_after``
+    would do); only the capture is repeated. Raises ImportError without fxrep.drawing or matplotlib.
     """
     from fxrep.capture import capture
-    from fxrep.draw import draw
+    from fxrep.drawing import draw
 
     directory = Path(directory)
     captured = capture(model, tuple(example_inputs)).graph_module

@@ -256,9 +256,15 @@ def final_name(gm: GraphModule, name: str) -> str | None:
 
 
 def remove_unused_attributes(gm: GraphModule) -> None:
-    """Delete parameters, buffers and submodules the graph no longer reads."""
+    """Delete parameters, buffers and submodules the graph no longer reads.
+
+    A module that lost some of its tensors or children and is not called by the graph becomes a
+    plain ``nn.Module`` holding what is left, so no half-emptied ``nn.Conv2d`` (without ``weight``)
+    or custom block (without its branches) remains for a user to stumble over.
+    """
     used_attributes = {str(n.target) for n in gm.graph.nodes if n.op == "get_attr"}
-    called = [str(n.target) for n in gm.graph.nodes if n.op == "call_module"]
+    called = {str(n.target) for n in gm.graph.nodes if n.op == "call_module"}
+    before = {path: _contents(module) for path, module in gm.named_modules()}
 
     def in_called_module(path: str) -> bool:
         return any(path.startswith(module + ".") for module in called)
@@ -275,6 +281,26 @@ def remove_unused_attributes(gm: GraphModule) -> None:
         elif attr in owner._buffers:
             del owner._buffers[attr]
     gm.delete_all_unused_submodules()
+    for path, module in list(gm.named_modules()):
+        hollowed = path in before and _contents(module) < before[path]
+        if path and hollowed and path not in called and type(module) not in _CONTAINERS:
+            _replace_with_container(gm, path, module)
+
+
+_CONTAINERS = (nn.Module, nn.Sequential, nn.ModuleList, nn.ModuleDict)
+
+
+def _contents(module: nn.Module) -> set[str]:
+    return set(module._parameters) | set(module._buffers) | set(module._modules)
+
+
+def _replace_with_container(gm: GraphModule, path: str, module: nn.Module) -> None:
+    container = nn.Module()
+    container._modules.update(module._modules)
+    container._parameters.update(module._parameters)
+    container._buffers.update(module._buffers)
+    owner_path, _, attr = path.rpartition(".")
+    setattr(gm.get_submodule(owner_path) if owner_path else gm, attr, container)
 
 
 def _freeze(module: nn.Module, weight: torch.Tensor, bias: torch.Tensor | None) -> None:

@@ -280,7 +280,7 @@ def _attribute_name(gm: GraphModule, base: str) -> str:
 
 
 def _optimize(graph: GraphModule, inputs: list[Any], settings: dict[str, Any]) -> GraphModule:
-    from fxrep.optimize import optimize
+    from fxrep.optimization import optimize
 
     return optimize(graph, tuple(inputs), passes=settings["passes"], verify=settings["verify"],
                     tolerance=settings["tolerance"], random_inputs=0)

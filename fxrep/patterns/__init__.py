@@ -26,7 +26,8 @@ Unlike ``torch.fx.subgraph_rewriter.replace_pattern``, which compares call targe
 from __future__ import annotations
 
 from .markers import PatternError, constant, named, sum_of
-from .pattern import Branch, Pattern, PatternMatch
+from .match_result import Branch, PatternMatch
+from .pattern import Pattern
 from .pattern_pass import PatternPass
 
 __all__ = [

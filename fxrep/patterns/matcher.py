@@ -18,14 +18,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch.fx import Node
 
 from .. import pass_api as api
 from .graph_ops import describe_node
+from .match_result import Branch, PatternMatch
 from .op_shape import RUNTIME, OpShape, literal_matches, same_value
-from .pattern import Branch, Pattern, PatternMatch, flatten
+from .terms import PRODUCT_OPS, SUM_OPS, flatten
+
+if TYPE_CHECKING:
+    from .pattern import Pattern
 
 
 @dataclass
@@ -68,7 +72,7 @@ class _Search:
     def run(self, root: Node) -> Attempt:
         scope = _Scope(self.pattern)
         if root.op in ("placeholder", "output", "get_attr") or not self.value(scope, self.pattern.root, root):
-            progress, reason, near = self.failure or (0, f"{root.name} is not an op", False)
+            _, reason, near = self.failure or (0, f"{root.name} is not an op", False)
             return Attempt(None, reason, near)
         nodes = list(dict.fromkeys(self.nodes))
         if root not in nodes:
@@ -113,8 +117,12 @@ class _Search:
             self.trail.pop()()
 
     def set(self, mapping: dict, key: Any, value: Any) -> None:
+        if key in mapping:
+            previous = mapping[key]
+            self.trail.append(lambda: mapping.__setitem__(key, previous))
+        else:
+            self.trail.append(lambda: mapping.pop(key, None))
         mapping[key] = value
-        self.trail.append(lambda: mapping.pop(key, None))
 
     def append(self, items: list, item: Any) -> None:
         items.append(item)
@@ -248,7 +256,7 @@ class _Search:
     # ------------------------------------------------------------------ sums and products
     def terms(self, scope: _Scope, p: Node, t: Any) -> bool:
         spec = scope.pattern.terms[p]
-        ops = ("add", "sub", "neg") if spec.group == "sum" else ("mul", "div")
+        ops = SUM_OPS if spec.group == "sum" else PRODUCT_OPS
         shape = self.shape(t) if isinstance(t, Node) and t not in self.claimed else None
         if shape is not None and shape.kind in ops:
             found = flatten(t, spec.group, self._arithmetic_shape, self._absorbable)
@@ -310,7 +318,7 @@ class _Search:
 
     def _arithmetic_shape(self, node: Node) -> OpShape | None:
         shape = self.shape(node)
-        return shape if shape is not None and shape.kind in ("add", "sub", "neg", "mul", "div") else None
+        return shape if shape is not None and shape.kind in SUM_OPS + PRODUCT_OPS else None
 
     def _absorbable(self, node: Node) -> bool:
         if node in self.claimed:
@@ -320,7 +328,7 @@ class _Search:
 
     def _interior(self, root: Node, group: str) -> list[Node]:
         """The add (mul) nodes `flatten` opened up below and including ``root``."""
-        ops = ("add", "sub", "neg") if group == "sum" else ("mul", "div")
+        ops = SUM_OPS if group == "sum" else PRODUCT_OPS
         interior, stack = [], [root]
         while stack:
             node = stack.pop()

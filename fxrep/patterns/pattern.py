@@ -9,67 +9,19 @@ what a match yields is a `PatternMatch`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
 from torch.fx import GraphModule, Node
 
 from .. import pass_api as api
 from .markers import PatternError, SumOf, constant, named
+from .match_result import PatternMatch
+from .matcher import search
 from .op_shape import OpShape
 from .pattern_ops import describe_pattern_node
+from .terms import PRODUCT_OPS, SUM_OPS, Terms, flatten
 from .tracing import parameter_names, trace_function
-
-_SUM_OPS = ("add", "sub", "neg")
-_PRODUCT_OPS = ("mul", "div")
-
-
-@dataclass(frozen=True)
-class Branch:
-    """One term of a `sum_of`: the graph node it matched and the branch's own wildcards."""
-
-    node: Node
-    bindings: Mapping[str, Any]
-
-    def __getitem__(self, name: str) -> Any:
-        return self.bindings[name]
-
-
-@dataclass(frozen=True)
-class PatternMatch:
-    """A successful match: the graph node the pattern's result matched (``root``), every graph node
-    the pattern's ops matched (``nodes``, in graph order, root last), and what the wildcards stand for.
-
-    ``match[name]`` is a wildcard's value: a graph `Node`, or a tensor / number for `constant` wildcards
-    and weights. Per-branch wildcards of a `sum_of` are lists (one entry per branch), and the
-    `sum_of`'s name gives the `Branch` list.
-    """
-
-    root: Node
-    nodes: tuple[Node, ...]
-    bindings: Mapping[str, Any]
-
-    def __getitem__(self, name: str) -> Any:
-        if name not in self.bindings:
-            raise KeyError(f"the pattern binds no {name!r}; it binds {sorted(self.bindings)}")
-        return self.bindings[name]
-
-    def __contains__(self, name: object) -> bool:
-        return name in self.bindings
-
-    def get(self, name: str, default: Any = None) -> Any:
-        return self.bindings.get(name, default)
-
-
-@dataclass(frozen=True)
-class Terms:
-    """A pattern sum (coefficients) or product (exponents) flattened into terms, most selective first."""
-
-    group: Literal["sum", "product"]
-    fixed: tuple[tuple[float, Any], ...]
-    branches: Node | None = None
-    """The `sum_of` marker among the terms, which takes the terms left over."""
 
 
 class Pattern:
@@ -102,8 +54,6 @@ class Pattern:
     # ------------------------------------------------------------------ matching
     def match(self, node: Node) -> api.Match:
         """Match the pattern's result at ``node``: ``Match.ok(PatternMatch)`` or ``Match.fail(reason)``."""
-        from .matcher import search
-
         attempt = search(self, node, frozenset())
         return api.Match.ok(attempt.match) if attempt.match is not None else api.Match.fail(attempt.reason)
 
@@ -112,8 +62,6 @@ class Pattern:
 
         Nodes are tried from the outputs backwards (as `PatternPass` does), so the largest match wins.
         """
-        from .matcher import search
-
         claimed: set[Node] = set()
         found = []
         for node in reversed(list(gm.graph.nodes)):
@@ -138,7 +86,7 @@ class Pattern:
             return "terms"
         return "op"
 
-    def walk_markers(self) -> Iterator[Node]:
+    def sum_of_nodes(self) -> Iterator[Node]:
         yield from (node for node in self.graph.nodes if isinstance(node.target, SumOf))
 
     def _compile(self, node: Node) -> None:
@@ -152,6 +100,8 @@ class Pattern:
                 raise PatternError(f"pattern {self.name}: constant() takes one of the pattern's parameters")
             return
         if node.target is named:
+            if node.args[0] in self.parameters:
+                raise PatternError(f"pattern {self.name}: named({node.args[0]!r}, ...) reuses a parameter's name")
             return
         if isinstance(node.target, SumOf):
             marker = node.target
@@ -159,15 +109,15 @@ class Pattern:
             if len(branch.parameters) < marker.shared:
                 raise PatternError(f"pattern {self.name}: the sum_of branch takes {len(branch.parameters)} "
                                    f"parameters but is given {marker.shared} shared values")
-            if any(True for _ in branch.walk_markers()):
+            if any(True for _ in branch.sum_of_nodes()):
                 raise PatternError(f"pattern {self.name}: sum_of cannot be nested")
             self.branch_patterns[node] = branch
             self.terms[node] = Terms("sum", (), node)
             return
         shape = describe_pattern_node(node, self.name)
-        if shape.kind in _SUM_OPS:
+        if shape.kind in SUM_OPS:
             self.terms[node] = self._flatten(node, "sum")
-        elif shape.kind in _PRODUCT_OPS:
+        elif shape.kind in PRODUCT_OPS:
             self.terms[node] = self._flatten(node, "product")
         else:
             self.shapes[node] = shape
@@ -210,46 +160,3 @@ class Pattern:
                                    "outside the branch; rename them")
             names += [*branch.bound_names, marker_node.target.name]
         return tuple(names)
-
-
-def flatten(node: Node, group: Literal["sum", "product"], describe: Callable[[Node], OpShape | None],
-            absorbable: Callable[[Node], bool]) -> list[tuple[float, Any]]:
-    """``node``'s sum as (coefficient, term) pairs, or its product as (exponent, factor) pairs.
-
-    Nested add/sub/neg (or mul/div) nodes for which ``absorbable`` holds are opened up, so any
-    association gives the same terms. Number terms carry their sign or exponent in the value:
-    ``x - 3`` has the terms ``(1, x), (1, -3)`` and ``x / 6`` the factors ``(1, x), (1, 1/6)``.
-    """
-    ops = _SUM_OPS if group == "sum" else _PRODUCT_OPS
-    terms: list[tuple[float, Any]] = []
-
-    def visit(value: Any, weight: float, top: bool) -> None:
-        shape = describe(value) if isinstance(value, Node) else None
-        if shape is not None and shape.kind in ops and (top or absorbable(value)):
-            lhs, *rest = shape.operands
-            alpha = shape.params.get("alpha", 1)
-            if shape.kind == "neg":
-                visit(lhs, -weight, False)
-            elif shape.kind == "add":
-                visit(lhs, weight, False)
-                visit(rest[0], weight * alpha, False)
-            elif shape.kind == "sub":
-                visit(lhs, weight, False)
-                visit(rest[0], -weight * alpha, False)
-            elif shape.kind == "mul":
-                visit(lhs, weight, False)
-                visit(rest[0], weight, False)
-            else:
-                visit(lhs, weight, False)
-                visit(rest[0], -weight, False)
-            return
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            if group == "sum":
-                terms.append((1.0, weight * value))
-            else:
-                terms.append((1.0, value ** weight if value != 0 else value))
-            return
-        terms.append((weight, value))
-
-    visit(node, 1.0, True)
-    return terms

@@ -4,12 +4,12 @@
                                 replacement=lambda x: F.hardswish(x))
 
 The pass tries the pattern at every node, from the graph's outputs backwards, so the largest match
-wins: in ``(x + conv1(x)) + conv3(x)`` a sum pattern matches the whole add tree, not its inner add. For each match it runs the
-optional ``check``, then either inlines ``replacement`` (a PyTorch function of the wildcards) or
-calls ``rewrite(match, rewriter)``, which emits what it wants through the `Rewriter` and returns the
-node that takes over the root's value. Nodes of one match are never part of another in the same
-run. The result counts firings under the pass's name and records near misses and refusals with
-their reasons.
+wins: in ``(x + conv1(x)) + conv3(x)`` a sum pattern matches the whole add tree, not its inner add.
+For each match it runs the optional ``check``, then either inlines ``replacement`` (a PyTorch
+function of the wildcards) or calls ``rewrite(match, rewriter)``, which emits what it wants through
+the `Rewriter` and returns the node that takes over the root's value. Nodes of one match are never
+part of another in the same run. The result counts firings under the pass's name and records near
+misses and refusals with their reasons.
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ from torch.fx import GraphModule, Node
 
 from .. import pass_api as api
 from .markers import PatternError
+from .match_result import PatternMatch
 from .matcher import search
-from .pattern import Pattern, PatternMatch
+from .pattern import Pattern
 from .replacement import inline_function
 
 RewriteFunction = Callable[[PatternMatch, api.Rewriter], "Node | api.Match"]

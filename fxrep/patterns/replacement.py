@@ -26,7 +26,7 @@ from torch.fx.experimental.proxy_tensor import make_fx
 
 from .. import pass_api as api
 from .markers import PatternError
-from .pattern import PatternMatch
+from .match_result import PatternMatch
 from .tracing import parameter_names, trace_function
 
 

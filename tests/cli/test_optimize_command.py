@@ -91,7 +91,7 @@ def test_full_run_writes_onnx_engine_and_pictures(factory_file, tmp_path, capsys
     out_dir = tmp_path / "out"
     args = ["--report", str(out_dir / "r.json"), "--onnx", str(out_dir / "o.onnx"), "--dynamic-batch"]
     have_engine = importlib.util.find_spec("tensorrt_rtx") or importlib.util.find_spec("tensorrt")
-    have_pictures = importlib.util.find_spec("matplotlib") and importlib.util.find_spec("fxrep.draw")
+    have_pictures = importlib.util.find_spec("matplotlib") and importlib.util.find_spec("fxrep.drawing")
     if have_engine:
         args += ["--engine", str(out_dir / "e.engine")]
     if have_pictures:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import networkx as nx
 
-from fxrep.draw.geometry import edge_routes, place_labels, region_background
-from fxrep.draw.layout import layered_layout
+from fxrep.drawing.geometry import edge_routes, place_labels, region_background
+from fxrep.drawing.layout import layered_layout
 
 SIZE = (1.0, 0.4)
 

@@ -1,4 +1,4 @@
-"""`fxrep.draw`: files written in every format, labels and highlights present, nothing of the caller changed."""
+"""`fxrep.drawing`: files written in every format, labels and highlights present, nothing of the caller changed."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ import torch
 from torch import nn
 
 import fxrep
-from fxrep.draw import before_and_after, draw
+from fxrep.drawing import before_and_after, draw
 from fxrep.models import DiverseBranchBlock, RepVGGBlock, repvgg_a0
 from tests.helpers import LEVELS, captured, randomized
 
-pytest.importorskip("matplotlib")  # fxrep.draw imports it when it draws
+pytest.importorskip("matplotlib")  # fxrep.drawing imports it when it draws
 
 X = torch.randn(1, 4, 8, 8)
 
@@ -170,7 +170,7 @@ def test_before_and_after_reuses_an_optimized_module(tmp_path, dbb_zero_run):
 
 @pytest.mark.slow
 def test_svg_is_the_same_whatever_the_hash_seed(tmp_path):
-    script = ("import sys, torch; from fxrep.draw import draw; from fxrep.models import DiverseBranchBlock, randomize_;"
+    script = ("import sys, torch; from fxrep.drawing import draw; from fxrep.models import DiverseBranchBlock, randomize_;"
               "import fxrep; m = randomize_(DiverseBranchBlock(4, 4, 3, padding=1, pad_mode='zero'), 0).eval();"
               "x = torch.randn(1, 4, 8, 8); o = fxrep.optimize(m, (x,), capture_method='symbolic_trace');"
               "draw(torch.fx.symbolic_trace(m), sys.argv[1], report=o)")

@@ -16,7 +16,7 @@ from typing import Any
 from torch import nn
 
 from .capture import CaptureMethod
-from .optimize import optimize
+from .optimization import optimize
 from .report import Report, format_table
 
 

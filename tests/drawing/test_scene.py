@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from fxrep.draw.scene import build_scene, collapse_chains
+from fxrep.drawing.scene import build_scene, collapse_chains
 from fxrep.models import RepVGGBlock
 from tests.helpers import LEVELS, captured, randomized
 

@@ -1,6 +1,6 @@
 """Pictures of fxrep graphs: branch structure, merged regions and refusals, as SVG, PNG or PDF.
 
-    from fxrep.draw import before_and_after, draw
+    from fxrep.drawing import before_and_after, draw
 
     before, after = before_and_after(model, (torch.randn(1, 3, 224, 224),), "pictures/")
 
@@ -13,7 +13,7 @@
 Graphs are laid out top to bottom in layers (`layout`), so parallel branches sit side by side
 between their fork and join; boxes are coloured by op kind. Parameters, assertions and tuple
 plumbing are hidden (`scene`). Only matplotlib is needed (no graphviz binary); it is imported
-when a picture is drawn, so ``import fxrep.draw`` stays light. Install it with
+when a picture is drawn, so ``import fxrep.drawing`` stays light. Install it with
 ``pip install 'fxrep[draw]'``.
 """
 
@@ -26,7 +26,7 @@ from torch import nn
 from torch.fx import GraphModule
 
 from ..capture import capture, normalize_inputs
-from ..optimize import optimize
+from ..optimization import optimize
 from ..report import Report
 from ..rewriter import RENAMES_KEY
 from .highlights import Highlights, from_linear_regions, from_report
@@ -68,7 +68,7 @@ def draw(graph_module: GraphModule, path: str | Path, *, report: Report | GraphM
     try:
         from .picture import Header, render, save
     except ImportError as error:
-        raise ImportError("fxrep.draw needs matplotlib: pip install 'fxrep[draw]'") from error
+        raise ImportError("fxrep.drawing needs matplotlib: pip install 'fxrep[draw]'") from error
 
     scene = build_scene(graph_module)
     highlights = _highlights(graph_module, scene, report, highlight)

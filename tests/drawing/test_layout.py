@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import networkx as nx
 
-from fxrep.draw.layout import crossings, layered_layout
+from fxrep.drawing.layout import crossings, layered_layout
 
 SIZE = (1.0, 0.4)
 

@@ -13,11 +13,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
 from torch import nn
 from torch.fx import GraphModule
 
-from .ops import op_kind
+from .ops import op_kind, target_name
 from .pass_base import CostDecision, Refusal, Rewrite
 from .pass_manager import PipelineRun
 from .rewriter import final_name
@@ -187,7 +186,7 @@ def count_ops(gm: GraphModule) -> Counter:
         if kind is None:
             if node.op == "call_module" and str(node.target) == "_guards_fn":
                 continue
-            kind = _target_name(node)
+            kind = target_name(node)
         counts[kind] += 1
     return counts
 
@@ -212,14 +211,3 @@ def _counted_by_getitem(node) -> bool:
     """A tuple-returning op (ATen batch norm) whose getitem users carry its kind."""
     users = list(node.users)
     return bool(users) and all(u.target is operator.getitem and op_kind(u) is not None for u in users)
-
-
-def _target_name(node) -> str:
-    target = node.target
-    if node.op == "call_module":
-        return type(node.graph.owning_module.get_submodule(str(target))).__name__
-    if isinstance(target, torch._ops.OpOverload):
-        return target._schema.name.split("::")[-1]
-    if node.op == "call_method":
-        return str(target)
-    return getattr(target, "__name__", str(target))

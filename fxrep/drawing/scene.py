@@ -16,10 +16,10 @@ from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 
 import networkx as nx
-import torch
 from torch.fx import GraphModule, Node
 
 from .. import pass_api as api
+from ..ops import target_name
 
 INPUT, OUTPUT, CHAIN = "input", "output", "chain"
 
@@ -105,18 +105,6 @@ def describe(node: Node, producer: Node | None = None) -> tuple[str, str, tuple[
     else:
         title, category = kind + _detail(node), _category(node, kind)
     return kind, category, (title,) + ((shape,) if shape else ())
-
-
-def target_name(node: Node) -> str:
-    """A short name for what an unrecognised node calls (``mean``, ``flatten``, ``Dropout``)."""
-    target = node.target
-    if node.op == "call_module":
-        return type(node.graph.owning_module.get_submodule(str(target))).__name__
-    if isinstance(target, torch._ops.OpOverload):
-        return target._schema.name.split("::")[-1]
-    if node.op == "call_method":
-        return str(target)
-    return getattr(target, "__name__", str(target))
 
 
 def collapse_chains(scene: Scene, group_of: Mapping[str, Hashable] | None = None) -> tuple[Scene, dict[str, str]]:

@@ -37,20 +37,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .layers import conv_bn
+
 __all__ = ["BNAndPadLayer", "BNAndZeroPadLayer", "DiverseBranchBlock", "IdentityBasedConv1x1", "conv_bn"]
-
-
-def conv_bn(
-    in_ch: int, out_ch: int, kernel_size: int, stride: int = 1, padding: int = 0, groups: int = 1
-) -> nn.Sequential:
-    """Bias-free conv followed by BatchNorm, as `Sequential(conv=..., bn=...)` (official naming)."""
-    se = nn.Sequential()
-    se.add_module(
-        "conv",
-        nn.Conv2d(in_ch, out_ch, kernel_size, stride=stride, padding=padding, groups=groups, bias=False),
-    )
-    se.add_module("bn", nn.BatchNorm2d(out_ch))
-    return se
 
 
 class IdentityBasedConv1x1(nn.Conv2d):

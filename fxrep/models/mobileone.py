@@ -19,6 +19,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .layers import conv_bn
+
 __all__ = ["MobileOneBlock", "mobileone_unit"]
 
 
@@ -58,21 +60,7 @@ class MobileOneBlock(nn.Module):
             raise ValueError("MobileOneBlock needs at least one branch")
 
     def _conv_bn(self, kernel_size: int, padding: int) -> nn.Sequential:
-        mod_list = nn.Sequential()
-        mod_list.add_module(
-            "conv",
-            nn.Conv2d(
-                self.in_ch,
-                self.out_ch,
-                kernel_size,
-                stride=self.stride,
-                padding=padding,
-                groups=self.groups,
-                bias=False,
-            ),
-        )
-        mod_list.add_module("bn", nn.BatchNorm2d(self.out_ch))
-        return mod_list
+        return conv_bn(self.in_ch, self.out_ch, kernel_size, self.stride, padding, self.groups)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         branch_outputs = []

@@ -21,20 +21,9 @@ import copy
 import torch
 from torch import nn
 
+from .layers import conv_bn
+
 __all__ = ["RepVGG", "RepVGGBlock", "conv_bn", "repvgg_a0", "repvgg_b0", "repvgg_model_convert"]
-
-
-def conv_bn(
-    in_ch: int, out_ch: int, kernel_size: int, stride: int, padding: int, groups: int = 1
-) -> nn.Sequential:
-    """Bias-free conv followed by BatchNorm, as `Sequential(conv=..., bn=...)` (official naming)."""
-    result = nn.Sequential()
-    result.add_module(
-        "conv",
-        nn.Conv2d(in_ch, out_ch, kernel_size, stride=stride, padding=padding, groups=groups, bias=False),
-    )
-    result.add_module("bn", nn.BatchNorm2d(out_ch))
-    return result
 
 
 class RepVGGBlock(nn.Module):

@@ -13,7 +13,7 @@ from .border_fill import BorderFill
 from .concat import Cat
 from .conv import Conv
 from .identity import Identity
-from .kinds import VIEWS, op_kind
+from .kinds import VIEWS, op_kind, target_name
 from .linear import Linear
 from .pad import Pad
 from .pool import AvgPool, MaxPool
@@ -38,5 +38,6 @@ __all__ = [
     "op_kind",
     "rank",
     "static_shape",
+    "target_name",
     "tensor_constant",
 ]

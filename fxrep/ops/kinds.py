@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch.fx import Node
 
 from .activation import Activation
@@ -37,3 +38,15 @@ def op_kind(node: Node) -> str | None:
             Cat: "cat", Identity: "identity", BorderFill: "border_fill",
         }[type(view)]
     return None
+
+
+def target_name(node: Node) -> str:
+    """A short name for what a node calls (``mean``, ``flatten``, ``Dropout``), for unrecognised ops."""
+    target = node.target
+    if node.op == "call_module":
+        return type(node.graph.owning_module.get_submodule(str(target))).__name__
+    if isinstance(target, torch._ops.OpOverload):
+        return target._schema.name.split("::")[-1]
+    if node.op == "call_method":
+        return str(target)
+    return getattr(target, "__name__", str(target))

@@ -6,6 +6,9 @@
 - Without: ``torch.fx.symbolic_trace`` (module-level graph: ``call_module`` nodes for ``nn`` layers).
 - A ``GraphModule`` is copied as it is.
 
+Module-level graphs are made functional (`fxrep.functionalize`): in-place ops such as
+``nn.ReLU(inplace=True)`` become out-of-place ops whose later readers read their result.
+
 Capture happens in inference mode (every submodule in ``eval()``), and the result is deep-copied
 before the caller's modules get their train/eval flags back, so nothing the caller owns is shared
 with or changed by the optimized module. When one method fails, the next one is tried and the
@@ -26,6 +29,7 @@ from torch import nn
 from torch.fx import GraphModule
 
 from .errors import CaptureError, InvalidModelError
+from .functionalize import UnsafeMutation, functionalize_inplace
 from .shapes import propagate_shapes
 
 CaptureMethod = Literal["auto", "export", "symbolic_trace"]
@@ -85,6 +89,12 @@ def capture(model: nn.Module, example_inputs: tuple[Any, ...] | None = None, *,
     if isinstance(model, GraphModule) and method == "auto":
         with inference_mode_of(model):
             gm = copy.deepcopy(model)
+        try:
+            functionalize_inplace(gm)
+        except UnsafeMutation as error:
+            raise CaptureError([("the given GraphModule", str(error))],
+                               "What to do: pass the original nn.Module with example_inputs, so torch.export can "
+                               "functionalise the in-place ops.") from error
         gm.meta[LEVEL_KEY] = graph_level(gm)
         gm.meta.setdefault(GUARDED_KEY, False)
         if example_inputs is not None:
@@ -147,7 +157,10 @@ def _export(model: nn.Module, example_inputs: tuple[Any, ...] | None, dynamic_sh
 
 
 def _symbolic_trace(model: nn.Module) -> GraphModule:
-    return torch.fx.symbolic_trace(model)
+    # deep-copied first: making ops out of place flips flags on the (shared) submodules
+    gm = copy.deepcopy(torch.fx.symbolic_trace(model))
+    functionalize_inplace(gm)  # raises UnsafeMutation: then torch.export (which functionalises) is tried
+    return gm
 
 
 def _describe(name: str) -> str:

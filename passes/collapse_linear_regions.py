@@ -50,8 +50,9 @@ class CollapseLinearRegions(api.Pass):
         for node, reason in analysis.shared.items():
             result.refuse(node, reason)
         rewriter = api.Rewriter(gm)
+        replaced: dict[Node, Node] = {}  # nodes earlier regions replaced; later regions read the new ones
         for region in analysis.regions:
-            _RegionCollapse(self, region, analysis, rewriter, result).run()
+            replaced.update(_RegionCollapse(self, region, analysis, rewriter, result, replaced).run())
         rewriter.finish()
         return result.absorb(rewriter)
 
@@ -63,7 +64,7 @@ class _RegionCollapse:
     """Evaluate one region, decide its cuts, and emit it if that pays."""
 
     def __init__(self, options: CollapseLinearRegions, region: api.Region, analysis: api.RegionAnalysis,
-                 rewriter: api.Rewriter, result: api.PassResult) -> None:
+                 rewriter: api.Rewriter, result: api.PassResult, replaced: dict[Node, Node]) -> None:
         self.options = options
         self.region = region
         self.ops = analysis.ops
@@ -73,6 +74,7 @@ class _RegionCollapse:
         self.cost = options.cost_model
         self.always = options.policy == "always" or any(_matches(n, options.force) for n in region.nodes)
         self.guarded = api.shapes_are_guarded(rewriter.gm)
+        self.replaced = replaced
         self.forced_cuts: dict[Node, str] = {}  # node -> why it must stay a tensor of its own
         self._reset()
 
@@ -83,7 +85,8 @@ class _RegionCollapse:
         self.reasons: list[tuple[Node, str]] = list(self.forced_cuts.items())  # keyed by final names later
 
     # -------------------------------------------------------------- evaluation
-    def run(self) -> None:
+    def run(self) -> dict[Node, Node]:
+        """Evaluate, decide, emit; returns the nodes this region replaced (old -> new)."""
         while True:
             try:
                 for node in self.region.nodes:
@@ -99,6 +102,7 @@ class _RegionCollapse:
         for node, reason in self.reasons:
             target = renamed.get(node, node)
             self.result.refusals.append(api.Refusal(target.name, reason, api.module_path_of(node)))
+        return renamed
 
     def _evaluate(self, node: Node) -> None:
         op = self.ops[node]
@@ -175,6 +179,7 @@ class _RegionCollapse:
         node = op.inputs[index]
         if node in self.values:
             return self.values[node]
+        node = self.replaced.get(node, node)  # an entry an earlier region rewrote
         siblings = [self.values[i] for i in op.inputs if i is not node and i in self.values]
         channels, nd, channel_dim = op.input_layout(index, siblings)
         if channels is None or nd is None:

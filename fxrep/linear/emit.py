@@ -84,9 +84,9 @@ def _has_conv(value: AffineValue) -> bool:
     return any(not (conv.is_identity or conv.is_diagonal) for _, conv in value.terms)
 
 
-def _in_size(size_of: SizeOf, source: Source, conv: ConvMap) -> Sequence[int] | None:
+def _in_size(size_of: SizeOf, source: Source, conv: ConvMap) -> Sequence[int]:
     size = size_of(source)
-    if size is None and conv.nd:
+    if size is None or len(size) != conv.nd:
         return (NOMINAL_SPATIAL,) * conv.nd
     return size
 

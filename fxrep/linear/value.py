@@ -45,6 +45,12 @@ from ..algebra.conv_map import Padding
 
 SizeOf = Callable[["Source"], "tuple[int, ...] | None"]
 
+
+def size_for(size_of: SizeOf, source: Source, nd: int) -> tuple[int, ...] | None:
+    """``size_of(source)`` when it describes ``nd`` spatial dims, else None (unknown)."""
+    size = size_of(source)
+    return size if size is not None and len(size) == nd else None
+
 FILL_RTOL = 1e-5
 """Relative tolerance when comparing a fill value with the bias it must equal (float32 rounding)."""
 
@@ -156,7 +162,7 @@ class AffineValue:
             if index is None:
                 terms.append((source, conv))
             else:
-                terms[index] = (source, sum_maps([terms[index][1], conv], size_of(source)))
+                terms[index] = (source, sum_maps([terms[index][1], conv], size_for(size_of, source, self.nd)))
         ring = None
         if left.ring is not None:
             ring = Ring(left.ring.widths, tuple(a + b for a, b in zip(left.ring.values, right.ring.values,
@@ -172,7 +178,7 @@ class AffineValue:
             raise ValueError(f"op reads {conv.in_channels} channels, value has {self.channels}")
         value = self.resolve_ring(size_of)
         for source, inner in value.terms:
-            check_border(conv, inner, None, size_of(source))
+            check_border(conv, inner, None, size_for(size_of, source, self.nd))
         if conv.has_padding and bool(value.bias.ne(0).any()):
             channel = int(torch.nonzero(value.bias)[0])
             raise NotExact(
@@ -207,7 +213,7 @@ class AffineValue:
                     zeros = template.weight.new_zeros(value.channels, *template.weight.shape[1:])
                     conv = replace(template, weight=zeros, bias=None)
                 parts.append(conv)
-            terms.append((source, stack_maps(parts, size_of(source))))
+            terms.append((source, stack_maps(parts, size_for(size_of, source, first.nd))))
         ring = None
         if rings[0] is not None:
             sides = len(rings[0].values)
@@ -262,7 +268,7 @@ class AffineValue:
         if ring is None:
             return self
         mismatch = next((v for v in ring.values if not _close(v, self.bias)), None)
-        geometry_ok = all(extension_is_constant(m, ring.widths, size_of(s)) for s, m in self.terms)
+        geometry_ok = all(extension_is_constant(m, ring.widths, size_for(size_of, s, self.nd)) for s, m in self.terms)
         if mismatch is None and geometry_ok:
             terms = tuple((s, extend_padding(m, ring.widths)) for s, m in self.terms)
             return replace(self, terms=terms, ring=None)

@@ -122,7 +122,7 @@ def _in_place(gm: GraphModule, node: Node) -> tuple[Any, Callable[[], None]] | N
             out_of_place = getattr(namespace, name[:-1], None)
             if out_of_place is None:
                 raise UnsafeMutation(f"{node.name} calls {name} in place, which has no out-of-place form")
-            return first, lambda: setattr(node, "target", out_of_place)
+            return first, lambda replacement=out_of_place: setattr(node, "target", replacement)
     return _in_place_keyword(node, target)
 
 

@@ -10,9 +10,11 @@
 - bytes = (input + output activations) * batch * itemsize + weights * itemsize.
 - Element-wise ops (BatchNorm, add, mul, pad) cost their bytes plus the per-op overhead.
 
-All constants of a target live in one `Target`; `CPU` was calibrated on this project's 2-core CI
-machine and `GPU` from published H100 figures. ``benchmarks/bench_cost_model.py`` prints estimate
-against measured time for every decision, so the constants can be checked on a new machine.
+All constants of a target live in one `Target`; `CPU` is a least-squares fit (log space) to
+single-thread timings of ~170 single ATen ops on this project's 2-core CI machine (AMD EPYC, AVX2,
+torch 2.14 / oneDNN 3.12; see the comment at `CPU`), and `GPU` comes from published H100 figures.
+``benchmarks/bench_cost_model.py`` re-fits them and prints estimate against measured time for
+every decision, so the constants can be checked on a new machine.
 Shapes come from the graph's recorded fake tensors; unknown sizes use batch 1 and 32 per spatial
 axis, which keeps comparisons between alternatives meaningful.
 """
@@ -45,8 +47,13 @@ class Target:
     winograd_speedup: float
 
 
-CPU = Target("cpu", macs_per_second=2.0e10, grouped_macs_per_second=2.0e9, bytes_per_second=8.0e9,
-             seconds_per_op=8e-6, winograd_speedup=1.0)
+# Fitted 2026-11-25 on the 2-core AMD EPYC (AVX2) CI machine, torch 2.14.1 (oneDNN 3.12), 1 thread, by
+# `python benchmarks/bench_cost_model.py` (log-space least squares over ~170 single ops, process CPU
+# time; fit quality and decisions in benchmarks/results/cost_model.md). Run-to-run spread on this shared
+# machine is ~30% (a run under load 5 gave 1.9e10, 3.6e9, 2.6e10, 1.4e-5, 1.1); these are from the
+# quietest run. Before: 2.0e10, 2.0e9, 8.0e9, 8e-6, 1.0. oneDNN on AVX2 runs 3x3 convs directly (no Winograd).
+CPU = Target("cpu", macs_per_second=2.5e10, grouped_macs_per_second=4.7e9, bytes_per_second=2.7e10,
+             seconds_per_op=1.2e-5, winograd_speedup=1.0)
 GPU = Target("gpu", macs_per_second=2.5e13, grouped_macs_per_second=1.0e12, bytes_per_second=2.5e12,
              seconds_per_op=6e-6, winograd_speedup=2.25)
 TARGETS = {"cpu": CPU, "gpu": GPU}

@@ -96,7 +96,7 @@ class CostModel:
             return 0.0
         batch, itemsize = batch_and_itemsize(node)
         conv = Conv.from_node(node)
-        if conv is not None and conv.weight is not None and not conv.transposed:
+        if conv is not None and not conv.transposed:
             try:
                 return self.conv_seconds(conv.geometry(), spatial_size(conv.input), batch, itemsize)
             except NotExact:

@@ -58,6 +58,8 @@ class Conv:
     output_padding: tuple[int, ...]
     padding_mode: str
     module: nn.Module | None
+    weight_shape: tuple[int, ...] | None = None
+    """The weight's shape, also when the weight is computed at run time (from the graph's recorded tensors)."""
 
     @property
     def nd(self) -> int:
@@ -108,13 +110,20 @@ class Conv:
             output_padding=per_axis(bound.get("output_padding", 0), nd),
             padding_mode="zeros",
             module=None,
+            weight_shape=weight_shape,
         )
 
     def geometry(self) -> ConvMap:
-        """This conv as a `ConvMap` in its own dtype (no float64 copy): for shapes and costs only."""
-        if self.weight is None or self.transposed:
-            raise NotExact(f"{self.node.name} has no constant weight or is transposed")
-        return ConvMap(self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        """This conv as a `ConvMap` for shapes and costs only: its own weight (no float64 copy), or, for a weight
+        computed at run time (DiracNet, DO-Conv, weight standardization), a meta tensor of the weight's shape."""
+        if self.transposed:
+            raise NotExact(f"{self.node.name} is transposed")
+        if self.weight is not None:
+            return ConvMap(self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        if self.weight_shape is None:
+            raise NotExact(f"{self.node.name}'s weight shape is unknown")
+        return ConvMap(torch.empty(self.weight_shape, device="meta"), None, self.stride, self.padding,
+                       self.dilation, self.groups)
 
     def conv_map(self) -> ConvMap:
         """This conv as a `ConvMap`; raises `NotExact` when it is not a constant, zero-padded conv."""
@@ -153,6 +162,7 @@ def _from_module(node: Node, module: nn.Module) -> Conv | None:
         output_padding=per_axis(getattr(module, "output_padding", 0), nd),
         padding_mode=module.padding_mode,
         module=module,
+        weight_shape=tuple(weight.shape),
     )
 
 

@@ -1,7 +1,10 @@
 """Benchmark the lowering of model variants: ONNX export, onnxruntime CPU latency, TensorRT-RTX builds.
 
-For each variant (by default torchvision's resnet18 as trained, with BatchNorm, and a copy with
-BatchNorm folded into the convolutions by ``torch.fx.experimental.optimization.fuse``) it measures:
+By default, for RepVGG-A0 and torchvision's ResNet-18 (random weights and BatchNorm statistics from
+``fxrep.models.randomize_``, eval mode), three variants each: the training form as the user has it,
+``fxrep.optimize(model, x, dynamic_batch=True)``'s output, and the hand-converted deploy model
+(RepVGG's official ``repvgg_model_convert``; for ResNet-18 ``torch.fx.experimental.optimization.fuse``,
+which folds each BatchNorm into its conv). For each variant it measures:
 
 - ONNX export time (dynamic batch) and the number of Conv nodes in the file;
 - onnxruntime CPU latency, median of ``--runs`` runs after ``--warmup``, at batch 1 and 8;
@@ -11,10 +14,10 @@ BatchNorm folded into the convolutions by ``torch.fx.experimental.optimization.f
 
 Results are printed and written to ``benchmarks/results/lowering.md`` and ``lowering.csv``.
 
-To compare more variants, extend ``model_variants()`` (e.g. with ``fxrep.optimize(model, inputs)``),
-or pass ``--model NAME=package.module:factory`` (a callable returning an nn.Module; repeatable).
+Other models: ``--model NAME=package.module:factory`` (a callable returning the training-form
+nn.Module; repeatable) benchmarks its training form and fxrep's output.
 
-    python benchmarks/bench_lowering.py [--runs 50] [--warmup 10] [--model name=pkg.mod:fn]
+    python benchmarks/bench_lowering.py [--runs 30] [--warmup 5] [--no-engine] [--model name=pkg.mod:fn]
 """
 
 from __future__ import annotations
@@ -54,26 +57,32 @@ class Variant:
 
 
 def model_variants() -> list[Variant]:
-    """The variants benchmarked by default. Extend this list to add models (e.g. fxrep's output)."""
+    """RepVGG-A0 and ResNet-18: training form, fxrep's output, hand-converted deploy model."""
     import torchvision
     from torch.fx.experimental.optimization import fuse
 
-    torch.manual_seed(0)
-    trained = torchvision.models.resnet18(weights=None).eval()
-    _randomize_batchnorm(trained)
+    from fxrep.models import randomize_, repvgg_a0, repvgg_model_convert
+
+    repvgg = randomize_(repvgg_a0(), seed=0).eval()
+    resnet = randomize_(torchvision.models.resnet18(weights=None), seed=0).eval()
     return [
-        Variant("resnet18 (with BatchNorm)", trained),
-        Variant("resnet18 (BatchNorm folded by torch.fx fuse)", fuse(trained)),
+        Variant("repvgg_a0 training form", repvgg),
+        fxrep_variant("repvgg_a0 fxrep.optimize", repvgg),
+        Variant("repvgg_a0 hand-converted (repvgg_model_convert)", repvgg_model_convert(repvgg)),
+        Variant("resnet18 training form (with BatchNorm)", resnet),
+        fxrep_variant("resnet18 fxrep.optimize", resnet),
+        Variant("resnet18 hand-converted (torch.fx fuse)", fuse(resnet)),
     ]
 
 
-def _randomize_batchnorm(model: torch.nn.Module) -> None:
-    """Give BatchNorm trained-looking statistics, so that folding it changes the weights."""
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.running_mean.uniform_(-0.1, 0.1)
-                module.running_var.uniform_(0.5, 1.5)
+def fxrep_variant(name: str, model: torch.nn.Module, sample_shape: tuple[int, ...] = (3, 224, 224)) -> Variant:
+    """``fxrep.optimize`` of ``model`` with a dynamic batch, so one ONNX file / engine serves batch 1 and 8."""
+    import fxrep
+
+    start = time.perf_counter()
+    optimized = fxrep.optimize(model, torch.randn(1, *sample_shape), dynamic_batch=True)
+    print(f"   fxrep.optimize of {name}: {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    return Variant(name, optimized, sample_shape)
 
 
 def variant_from_spec(spec: str) -> Variant:
@@ -84,6 +93,15 @@ def variant_from_spec(spec: str) -> Variant:
         raise SystemExit(f"--model expects NAME=package.module:factory, got {spec!r}")
     factory: Callable[[], torch.nn.Module] = getattr(importlib.import_module(module_name), attribute)
     return Variant(name, factory().eval())
+
+
+def variants_from_specs(specs: list[str]) -> list[Variant]:
+    """Each ``--model``: its training form and fxrep's output."""
+    variants = []
+    for spec in specs:
+        trained = variant_from_spec(spec)
+        variants += [trained, fxrep_variant(f"{trained.name} fxrep.optimize", trained.module, trained.sample_shape)]
+    return variants
 
 
 def warm_up(run: Callable[[], object], warmup: int) -> None:
@@ -243,7 +261,8 @@ def write_results(rows: list[dict[str, object]], out_dir: pathlib.Path, *, runs:
         "captured with a fixed batch size; such variants have no batch-8 numbers); `engine_layers` are",
         "the network's layers (one per ONNX op, before fusion), `engine_kernels` the compiled engine's kernels.",
         "torch.onnx's optimizer already folds a BatchNorm that follows a Conv (onnxscript's FuseBatchNormIntoConv),",
-        "so a model and its BatchNorm-folded copy export to the same ONNX graph; `onnx_convs` shows what remains.",
+        "so a model and its BatchNorm-folded copy export to the same ONNX graph; `onnx_convs` shows what remains:",
+        "what ONNX cannot do is merge parallel branches (RepVGG's 3x3 + 1x1 + identity); that is fxrep's job.",
         "",
         "| " + " | ".join(columns) + " |",
         "|" + "|".join("---" for _ in columns) + "|",
@@ -264,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
-    variants = [variant_from_spec(spec) for spec in args.model] or model_variants()
+    variants = variants_from_specs(args.model) if args.model else model_variants()
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-lowering-") as workdir:
         # The first export in a process pays for the exporter's imports and registries; keep that out of the numbers.

@@ -102,6 +102,9 @@ class BatchNormOp(LinearOp):
 
     def apply(self, values, size_of):
         (value,) = values
+        if value.channel_dim != 1:
+            # BatchNorm normalises dim 1; a Linear on the last dim of an (N, C, ...) tensor mixed another axis
+            raise NotExact("a BatchNorm normalises dim 1 of a value whose features are on its last dim")
         return _with_rule(value.scale(self.scale).shift(self.shift), value, self.rule)
 
 

@@ -135,6 +135,7 @@ class AffineValue:
     def scale(self, factor: torch.Tensor) -> AffineValue:
         """``factor * value`` for a scalar or per-channel ``factor`` (shape () or (C,))."""
         factor = factor.to(torch.float64)
+        self._check_per_channel(factor, "scale")
         per_channel = factor.expand(self.channels)
         terms = tuple((s, replace(m, weight=m.weight * _out_shape(per_channel, m))) for s, m in self.terms)
         ring = None if self.ring is None else self.ring.map_values(lambda v: v * per_channel)
@@ -142,9 +143,15 @@ class AffineValue:
 
     def shift(self, offset: torch.Tensor) -> AffineValue:
         """``value + offset`` for a scalar or per-channel constant."""
+        self._check_per_channel(offset, "shift")
         offset = offset.to(torch.float64).expand(self.channels)
         ring = None if self.ring is None else self.ring.map_values(lambda v: v + offset)
         return replace(self, bias=self.bias + offset, ring=ring)
+
+    def _check_per_channel(self, constant: torch.Tensor, what: str) -> None:
+        if constant.numel() not in (1, self.channels):
+            raise NotExact(f"a per-channel {what} of {constant.numel()} values does not match the "
+                           f"{self.channels} channels of the value it applies to")
 
     # ------------------------------------------------------------------ combining values
     def add(self, other: AffineValue, size_of: SizeOf, alpha: float = 1.0) -> AffineValue:

@@ -177,3 +177,24 @@ def test_region_reading_a_replaced_exit_does_not_duplicate_it():
     report = gm.fxrep_report
     assert report.verification.passed
     assert report.ops_after["conv"] <= report.ops_before["conv"], str(report)
+
+
+@pytest.mark.parametrize("level", ["symbolic_trace", "export"])
+def test_batchnorm_after_a_linear_on_the_last_dim_is_not_merged_into_it(level):
+    """Found by the sweep (seed 2220, export): a Linear on the last dim of an (N, C, L) tensor followed by a
+    BatchNorm1d on C: the BN's per-channel scale (C values) was applied to the Linear's L features (PassError)."""
+
+    class LinearThenBatchNorm(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear, self.bn, self.conv = nn.Linear(5, 5), nn.BatchNorm1d(2), nn.Conv1d(2, 2, 1)
+
+        def forward(self, x):  # x: (N, 2, 5)
+            y = self.linear(x)
+            return self.bn(y) + self.conv(y)
+
+    model = randomize_(LinearThenBatchNorm(), 0).eval()
+    x = torch.randn(2, 2, 5)
+    gm = fxrep.optimize(model, x, capture_method=level)
+    with torch.no_grad():
+        assert relative_error(model(x), gm(x)) <= 1e-5

@@ -1,8 +1,12 @@
 """Capture: turn the caller's ``nn.Module`` into a self-contained ``torch.fx.GraphModule``.
 
-- With example inputs: ``torch.export.export(strict=False)``, functionalised with
-  ``run_decompositions({})`` (in-place ops become functional, high-level ATen ops such as
-  ``aten.conv2d`` and ``aten.linear`` are kept) and unlifted so parameters are ``get_attr`` nodes.
+- With example inputs: ``torch.export.export(strict=False)``, unlifted so parameters are ``get_attr``
+  nodes. Export's training IR is kept when it is already functional (no op mutates its inputs, no
+  buffer or input is written): it is the same graph with ``aten.batch_norm`` instead of
+  ``_native_batch_norm_legit_no_training`` + ``getitem``, and skipping the functionalisation makes
+  capture 2-3x faster. Otherwise it is functionalised with ``run_decompositions({})`` (in-place
+  ops such as ``relu_`` become functional; high-level ATen ops such as ``aten.conv2d`` and
+  ``aten.linear`` are kept either way).
 - Without: ``torch.fx.symbolic_trace`` (module-level graph: ``call_module`` nodes for ``nn`` layers).
 - A ``GraphModule`` is copied as it is.
 
@@ -153,7 +157,21 @@ def _export(model: nn.Module, example_inputs: tuple[Any, ...] | None, dynamic_sh
         example_inputs = tuple(torch.cat([t, t]) if isinstance(t, torch.Tensor) and t.dim() and t.shape[0] == 1
                                else t for t in example_inputs)
     program = torch.export.export(model, example_inputs, strict=False, dynamic_shapes=dynamic_shapes)
-    return program.run_decompositions({}).module()
+    if not _is_functional(program):
+        program = program.run_decompositions({})
+    return program.module()
+
+
+def _is_functional(program: torch.export.ExportedProgram) -> bool:
+    """No op of the graph mutates an argument, and the program writes no buffer or user input."""
+    signature = program.graph_signature
+    if signature.buffers_to_mutate or signature.user_inputs_to_mutate:
+        return False
+    for node in program.graph.nodes:
+        schema = getattr(node.target, "_schema", None) if node.op == "call_function" else None
+        if schema is not None and schema.is_mutable:
+            return False
+    return True
 
 
 def _symbolic_trace(model: nn.Module) -> GraphModule:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from fxrep.passes import CollapseLinearRegions, FoldBatchNorm, default_pipeline
 from torch import nn
 
 import fxrep
 from fxrep.capture import capture
 from fxrep.pass_manager import PassManager
-from fxrep.passes import CollapseLinearRegions, FoldBatchNorm, default_pipeline
 from tests.helpers import randomized
 
 X = torch.randn(1, 4, 6, 6)

@@ -183,7 +183,8 @@ def summarize(data: dict) -> str:
               ", ".join(f"{rule} x{count}" for rule, count in fired.most_common()) or "-", ""]
 
     failures = [(seed, lvl, r) for lvl in levels for seed, r in per_level[lvl] if r["is_bug"]]
-    lines += ["## Failures (replay one with `python benchmarks/fuzz_sweep.py --replay SEED --level LEVEL`)", ""]
+    lines += ["## Failures (replay one with `python benchmarks/fuzz_sweep.py --replay SEED --level LEVEL "
+              f"--max-steps {data['max_steps']}`)", ""]
     if not failures:
         lines.append("None.")
     else:

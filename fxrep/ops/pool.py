@@ -102,6 +102,9 @@ class MaxPool:
     input: Node
     kernel_size: tuple[int, ...]
     stride: tuple[int, ...]
+    padding: tuple[int, ...] = ()
+    dilation: tuple[int, ...] = ()
+    ceil_mode: bool = False
 
     @classmethod
     def from_node(cls, node: Node) -> MaxPool | None:
@@ -112,7 +115,8 @@ class MaxPool:
             nd = _MAX_MODULES.index(type(module)) + 1
             kernel = per_axis(module.kernel_size, nd)
             stride = per_axis(module.stride, nd) if module.stride is not None else kernel
-            return cls(node, node.args[0], kernel, stride)
+            return cls(node, node.args[0], kernel, stride, per_axis(module.padding, nd),
+                       per_axis(module.dilation, nd), bool(module.ceil_mode))
         if node.op != "call_function":
             return None
         bound = bind_call(node, _MAX_SIGNATURES, overloads=_MAX_OVERLOADS)
@@ -124,7 +128,8 @@ class MaxPool:
         nd = _nd(node.target, _MAX_OVERLOADS, _MAX_SIGNATURES)
         kernel = per_axis(bound["kernel_size"], nd)
         stride = per_axis(bound["stride"], nd) if bound["stride"] not in (None, [], ()) else kernel
-        return cls(node, source, kernel, stride)
+        return cls(node, source, kernel, stride, per_axis(bound["padding"], nd), per_axis(bound["dilation"], nd),
+                   bool(bound["ceil_mode"]))
 
 
 def _nd(target: Any, overloads: Sequence[Any], signatures: dict) -> int:

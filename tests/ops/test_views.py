@@ -102,7 +102,26 @@ def test_linear_arithmetic_cat_and_maxpool(level):
     (linear,) = views(gm, Linear)
     assert linear.is_constant and tuple(linear.weight.shape) == (3, 8)
     (pool,) = views(gm, MaxPool)
-    assert pool.kernel_size == (2, 2)
+    assert pool.kernel_size == (2, 2) and pool.stride == (2, 2) and pool.padding == (0, 0)
+
+
+@pytest.mark.parametrize("level", ["symbolic_trace", "export"])
+@pytest.mark.parametrize("form", ["module", "functional"])
+def test_maxpool_padding_dilation_and_ceil_mode(level, form):
+    pool = (nn.MaxPool2d(3, stride=2, padding=1, dilation=(1, 2), ceil_mode=True) if form == "module" else
+            lambda x: F.max_pool2d(x, 3, 2, 1, (1, 2), True))
+
+    class Pooled(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.pool = pool
+
+        def forward(self, x):
+            return self.pool(x)
+
+    (view,) = views(captured(Pooled().eval(), X, level=level), MaxPool)
+    assert (view.kernel_size, view.stride, view.padding, view.dilation, view.ceil_mode) == (
+        (3, 3), (2, 2), (1, 1), (1, 2), True)
 
 
 def test_same_padding_string_becomes_asymmetric_pairs():

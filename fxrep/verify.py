@@ -11,6 +11,9 @@ multi-output model is compared. The error of one output is
 the check passes when every ``max_rel`` is within a dtype-aware tolerance: float64 1e-9, float32
 1e-4, float16 1e-2, bfloat16 5e-2 (folding in float64 and rounding once is at least as accurate
 as the original chain of ops, so these bounds are rounding noise, not slack for mistakes).
+
+A model that raises on its own inputs cannot be checked: that is an `InvalidModelError` saying so.
+An optimized module that raises where the model did not is a mismatch, like a wrong output.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from torch import nn
 from torch.utils._pytree import tree_flatten
 
 from .capture import inference_mode_of
+from .errors import InvalidModelError
 
 TOLERANCES = {torch.float64: 1e-9, torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 5e-2}
 
@@ -100,8 +104,21 @@ def compare(reference: Callable[..., Any], candidate: Callable[..., Any],
     verification = Verification(tolerance if tolerance is not None else tolerance_for(sets[0][1]))
     with torch.no_grad():
         for label, inputs in sets:
-            expected_leaves, expected_spec = tree_flatten(reference(*inputs))
-            actual_leaves, actual_spec = tree_flatten(candidate(*inputs))
+            try:
+                expected = reference(*inputs)
+            except Exception as error:
+                raise InvalidModelError(
+                    f"the model itself raised on the {label} ({type(error).__name__}: {error}), so the optimized "
+                    "module cannot be checked against it. What to do: pass example inputs the model runs on in "
+                    "eval mode (e.g. a batch larger than 1 for a norm that uses batch statistics), or "
+                    "verify=False to skip the check.") from error
+            try:
+                actual = candidate(*inputs)
+            except Exception as error:  # the model ran, its rewrite does not: a broken rewrite
+                verification.mismatch = f"on {label} the optimized module raised {type(error).__name__}: {error}"
+                return verification
+            expected_leaves, expected_spec = tree_flatten(expected)
+            actual_leaves, actual_spec = tree_flatten(actual)
             if expected_spec != actual_spec:
                 verification.mismatch = f"on {label} the output structure differs: {actual_spec} vs {expected_spec}"
                 return verification

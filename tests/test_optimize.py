@@ -205,3 +205,46 @@ def test_every_output_of_a_multi_output_model_is_compared():
     gm = fxrep.optimize(randomized(TwoHeads()), X)
     outputs = {e.output for e in gm.fxrep_report.verification.errors}
     assert outputs == {0, 1}
+
+
+class TrainModeNormOnOneValue(nn.Module):
+    """A norm hard-wired to batch statistics, on a batch of one 1x1 map: the model cannot run on this input."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.norm = nn.Conv2d(8, 8, 3), nn.BatchNorm2d(8)
+
+    def forward(self, x):
+        self.norm.train()
+        return self.norm(self.conv(x))
+
+
+def test_a_model_that_fails_on_its_own_example_inputs_gets_an_invalid_model_error():
+    """Found by the fuzz sweep (seed 4171): the verifier let the model's own ValueError escape undocumented."""
+    with pytest.raises(fxrep.InvalidModelError, match="the model itself raised on the example inputs") as error:
+        fxrep.optimize(TrainModeNormOnOneValue(), torch.randn(1, 8, 3, 3), capture_method="symbolic_trace")
+    assert "verify=False" in str(error.value)
+
+
+@dataclass(frozen=True)
+class BreakAtRunTime(api.Pass):
+    """A wrong pass whose output fails when it runs: it reshapes the graph's output to a wrong size."""
+
+    name: ClassVar[str] = "break_at_run_time"
+
+    def __call__(self, gm):
+        (out,) = [n for n in gm.graph.nodes if n.op == "output"]
+        if any(n.target is torch.reshape for n in gm.graph.nodes):
+            return api.PassResult(False)
+        with gm.graph.inserting_before(out):
+            broken = gm.graph.call_function(torch.reshape, (out.args[0], (7, -1)))
+        out.args = (broken,)
+        gm.recompile()
+        return api.PassResult(True)
+
+
+def test_an_optimized_module_that_raises_is_an_equivalence_error_naming_the_pass():
+    model = randomized(nn.Sequential(nn.Conv2d(8, 8, 3), nn.ReLU()))
+    with pytest.raises(fxrep.EquivalenceError, match="raised") as error:
+        fxrep.optimize(model, X, capture_method="symbolic_trace", passes=[*default_pipeline(), BreakAtRunTime()])
+    assert error.value.pass_name == "break_at_run_time"

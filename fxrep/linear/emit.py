@@ -20,7 +20,7 @@ from torch.fx import Node
 from ..algebra import ConvMap, NotExact, regroup
 from ..cost import NOMINAL_SPATIAL, CostModel
 from ..rewriter import Rewriter
-from .value import AffineValue, SizeOf, Source
+from .value import AffineValue, SizeOf, Source, size_for
 
 
 def emit_value(rewriter: Rewriter, value: AffineValue, *, like: Node, path: str, dtype: torch.dtype,
@@ -85,10 +85,8 @@ def _has_conv(value: AffineValue) -> bool:
 
 
 def _in_size(size_of: SizeOf, source: Source, conv: ConvMap) -> Sequence[int]:
-    size = size_of(source)
-    if size is None or len(size) != conv.nd:
-        return (NOMINAL_SPATIAL,) * conv.nd
-    return size
+    size = size_for(size_of, source, conv.nd)
+    return (NOMINAL_SPATIAL,) * conv.nd if size is None else size
 
 
 def _rows(batch: int, conv: ConvMap, out_numel: int, value: AffineValue) -> int:

@@ -26,7 +26,7 @@ from .errors import EquivalenceError, InvalidModelError
 from .pass_manager import PassManager
 from .progress import step
 from .report import Report, count_ops, count_parameters
-from .verify import Verification, input_sets, random_like
+from .verify import Verification, compare, input_sets, random_like, reference_outputs
 from .verify import verify as verify_outputs
 
 
@@ -187,10 +187,10 @@ def _bisect(model, inputs, pipeline, capture_method, dynamic_shapes, tolerance, 
     """Replay the pipeline on a fresh capture, verifying after every change; name the first breaking pass."""
     gm = capture(model, inputs, method=capture_method, dynamic_shapes=dynamic_shapes).graph_module
     sets = input_sets(inputs, random_inputs, extra=_extra_batch_inputs(inputs) if dynamic_batch else ())
+    expected = reference_outputs(model, sets)  # the model's outputs do not change between checks
 
     def check(name: str, previous: list[str]) -> None:
-        result = verify_outputs(model, gm, sets[0][1], random_inputs=random_inputs, tolerance=tolerance,
-                                extra=sets[1 + random_inputs:])
+        result = compare(expected, gm, sets, tolerance)
         if not result.passed:
             raise _FirstBreak(name, previous)
 

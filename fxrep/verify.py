@@ -98,20 +98,50 @@ def input_sets(example_inputs: Sequence[Any], random_inputs: int, seed: int = 0,
     return sets + list(extra)
 
 
-def compare(reference: Callable[..., Any], candidate: Callable[..., Any],
+def reference_outputs(model: nn.Module, sets: Sequence[tuple[str, tuple[Any, ...]]]) -> list[Any]:
+    """The model's outputs on every input set, in inference mode, computed once per check.
+
+    The reference is a deep copy of the caller's model, so even a forward that updates buffers
+    (a norm hard-wired to training mode) leaves the caller's model as it was. A model that cannot
+    be copied runs itself, in eval mode, with its flags and tensors restored afterwards.
+    """
+    with torch.no_grad():
+        try:
+            reference = copy.deepcopy(model)
+        except Exception:  # some models hold uncopyable state; fall back to restoring the original
+            reference = None
+        if reference is not None:
+            with inference_mode_of(reference):
+                return _run_reference(reference, sets)
+        saved = {name: tensor.detach().clone() for name, tensor in model.state_dict(keep_vars=True).items()}
+        try:
+            with inference_mode_of(model):
+                return _run_reference(model, sets)
+        finally:
+            for name, tensor in model.state_dict(keep_vars=True).items():
+                tensor.detach().copy_(saved[name])
+
+
+def _run_reference(reference: Callable[..., Any], sets: Sequence[tuple[str, tuple[Any, ...]]]) -> list[Any]:
+    outputs = []
+    for label, inputs in sets:
+        try:
+            outputs.append(reference(*inputs))
+        except Exception as error:
+            raise InvalidModelError(
+                f"the model itself raised on the {label} ({type(error).__name__}: {error}), so the optimized "
+                "module cannot be checked against it. What to do: pass example inputs the model runs on in "
+                "eval mode (e.g. a batch larger than 1 for a norm that uses batch statistics), or "
+                "verify=False to skip the check.") from error
+    return outputs
+
+
+def compare(expected_outputs: Sequence[Any], candidate: Callable[..., Any],
             sets: Sequence[tuple[str, tuple[Any, ...]]], tolerance: float | None = None) -> Verification:
-    """Run both callables on every input set and collect per-output errors."""
+    """Run ``candidate`` on every input set and collect per-output errors against ``expected_outputs``."""
     verification = Verification(tolerance if tolerance is not None else tolerance_for(sets[0][1]))
     with torch.no_grad():
-        for label, inputs in sets:
-            try:
-                expected = reference(*inputs)
-            except Exception as error:
-                raise InvalidModelError(
-                    f"the model itself raised on the {label} ({type(error).__name__}: {error}), so the optimized "
-                    "module cannot be checked against it. What to do: pass example inputs the model runs on in "
-                    "eval mode (e.g. a batch larger than 1 for a norm that uses batch statistics), or "
-                    "verify=False to skip the check.") from error
+        for (label, inputs), expected in zip(sets, expected_outputs, strict=True):
             try:
                 actual = candidate(*inputs)
             except Exception as error:  # the model ran, its rewrite does not: a broken rewrite
@@ -122,8 +152,8 @@ def compare(reference: Callable[..., Any], candidate: Callable[..., Any],
             if expected_spec != actual_spec:
                 verification.mismatch = f"on {label} the output structure differs: {actual_spec} vs {expected_spec}"
                 return verification
-            for index, (expected, actual) in enumerate(zip(expected_leaves, actual_leaves, strict=True)):
-                error = _output_error(label, index, expected, actual)
+            for index, (expected_leaf, actual_leaf) in enumerate(zip(expected_leaves, actual_leaves, strict=True)):
+                error = _output_error(label, index, expected_leaf, actual_leaf)
                 if isinstance(error, str):
                     verification.mismatch = error
                     return verification
@@ -137,28 +167,9 @@ def compare(reference: Callable[..., Any], candidate: Callable[..., Any],
 def verify(model: nn.Module, optimized: nn.Module, example_inputs: Sequence[Any], *, random_inputs: int = 2,
            tolerance: float | None = None, seed: int = 0,
            extra: Sequence[tuple[str, tuple[Any, ...]]] = ()) -> Verification:
-    """Compare ``optimized`` with ``model`` in inference mode (see the module docstring).
-
-    The reference is a deep copy of the caller's model, so even a forward that updates buffers
-    (a norm hard-wired to training mode) leaves the caller's model as it was. A model that cannot
-    be copied runs itself, in eval mode, with its flags and tensors restored afterwards.
-    """
+    """Compare ``optimized`` with ``model`` in inference mode (see the module docstring and `reference_outputs`)."""
     sets = input_sets(example_inputs, random_inputs, seed, extra)
-    with torch.no_grad():
-        try:
-            reference = copy.deepcopy(model)
-        except Exception:  # some models hold uncopyable state; fall back to restoring the original
-            reference = None
-        if reference is not None:
-            with inference_mode_of(reference):
-                return compare(reference, optimized, sets, tolerance)
-        saved = {name: tensor.detach().clone() for name, tensor in model.state_dict(keep_vars=True).items()}
-        try:
-            with inference_mode_of(model):
-                return compare(model, optimized, sets, tolerance)
-        finally:
-            for name, tensor in model.state_dict(keep_vars=True).items():
-                tensor.detach().copy_(saved[name])
+    return compare(reference_outputs(model, sets), optimized, sets, tolerance)
 
 
 def _output_error(label: str, index: int, expected: Any, actual: Any) -> OutputError | str | None:

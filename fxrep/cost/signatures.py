@@ -1,0 +1,213 @@
+"""Op signatures: what a cost model needs to know about one op, as a small hashable value.
+
+A signature says what an op computes and at which shapes, nothing more: a conv's geometry and its
+input size, an element-wise op's kind and element count. Every cost question fxrep asks is
+``seconds(signature)``, so an analytic model and a model that times ops on the device (keyed by
+signature in a timing cache) answer the same questions, and the planner never needs to know which
+one it talks to.
+
+- `ConvSignature`: a dense, grouped or depthwise conv (``nd`` spatial axes), or a Linear
+  (``nd == 0``: ``batch`` is then the number of rows, every position but the features).
+- `PoolSignature`: an average pool (costed like the depthwise conv it equals).
+- `ElementwiseSignature`: add, mul, addcmul, pad, batch norm, ... over ``numel`` output elements
+  reading ``operands`` tensors of that size.
+
+`node_signature(node)` describes an existing graph node, so "leave it as it is" is costed through
+the same door as every planned op.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch.fx import Node
+
+from ..algebra import ConvMap, NotExact
+from ..ops import AvgPool, BatchNorm, Conv, Linear, Pad, example_value, op_kind
+
+NOMINAL_SPATIAL = 32
+"""Spatial size per axis assumed where the graph recorded none (keeps comparisons meaningful)."""
+
+Padding = tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True)
+class ConvSignature:
+    """A conv (or a Linear when ``nd == 0``) at one input size."""
+
+    in_channels: int
+    out_channels: int
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    padding: Padding
+    dilation: tuple[int, ...]
+    groups: int
+    in_size: tuple[int, ...]
+    batch: int
+    itemsize: int = 4
+
+    @classmethod
+    def of(cls, conv: ConvMap, in_size: Sequence[int] | None, batch: int, itemsize: int = 4) -> ConvSignature:
+        """The signature of ``conv`` applied to a ``batch`` of inputs of spatial size ``in_size``."""
+        size = tuple(in_size) if in_size is not None else (NOMINAL_SPATIAL,) * conv.nd
+        return cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                   conv.dilation, conv.groups, size, max(1, int(batch)), itemsize)
+
+    @property
+    def nd(self) -> int:
+        return len(self.kernel)
+
+    @property
+    def out_size(self) -> tuple[int, ...]:
+        return tuple(
+            (n + lo + hi - d * (k - 1) - 1) // s + 1
+            for n, (lo, hi), d, k, s in zip(self.in_size, self.padding, self.dilation, self.kernel, self.stride,
+                                            strict=True)
+        )
+
+    @property
+    def in_per_group(self) -> int:
+        return self.in_channels // self.groups
+
+    @property
+    def macs(self) -> int:
+        """Multiply-accumulates: ``O * I / groups * prod(kernel) * output positions * batch``."""
+        positions = _prod(self.out_size) * self.batch
+        return self.out_channels * self.in_per_group * _prod(self.kernel) * positions
+
+    @property
+    def weight_numel(self) -> int:
+        return self.out_channels * self.in_per_group * _prod(self.kernel)
+
+    @property
+    def activation_numel(self) -> int:
+        """Input plus output elements."""
+        return (self.in_channels * _prod(self.in_size) + self.out_channels * _prod(self.out_size)) * self.batch
+
+    @property
+    def is_winograd_shape(self) -> bool:
+        """Dense 3x3, stride 1, undilated 2-d: the shape cuDNN/TensorRT run as Winograd."""
+        return (self.nd == 2 and self.kernel == (3, 3) and self.stride == (1, 1) and self.dilation == (1, 1)
+                and self.groups == 1)
+
+    def describe(self) -> str:
+        if self.nd == 0:
+            return f"linear {self.in_channels}->{self.out_channels} x{self.batch} rows"
+        kernel = "x".join(map(str, self.kernel))
+        grouped = "" if self.groups == 1 else (" depthwise" if self.groups == self.in_channels else
+                                              f" groups={self.groups}")
+        return (f"conv{kernel}{grouped} {self.in_channels}->{self.out_channels} stride {self.stride} "
+                f"at {'x'.join(map(str, self.in_size))}, batch {self.batch}")
+
+
+@dataclass(frozen=True)
+class PoolSignature:
+    """An average pool over ``channels`` channels at one input size."""
+
+    channels: int
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    padding: tuple[int, ...]
+    in_size: tuple[int, ...]
+    batch: int
+    itemsize: int = 4
+
+    def as_depthwise_conv(self) -> ConvSignature:
+        """The depthwise conv this pool equals (kernel ``1 / prod(kernel)``, same stride and padding)."""
+        return ConvSignature(self.channels, self.channels, self.kernel, self.stride,
+                             tuple((p, p) for p in self.padding), (1,) * len(self.kernel), self.channels,
+                             self.in_size, self.batch, self.itemsize)
+
+    def describe(self) -> str:
+        return f"avgpool{'x'.join(map(str, self.kernel))} of {self.channels} channels"
+
+
+@dataclass(frozen=True)
+class ElementwiseSignature:
+    """An op touching each of ``numel`` output elements once, reading ``operands`` tensors of that size."""
+
+    kind: str
+    numel: int
+    operands: int = 1
+    itemsize: int = 4
+
+    def describe(self) -> str:
+        return f"{self.kind} of {self.numel} elements"
+
+
+OpSignature = ConvSignature | PoolSignature | ElementwiseSignature
+
+
+def node_signature(node: Node) -> OpSignature | None:
+    """What ``node`` computes, as a signature; None for nodes that compute nothing (inputs, constants)."""
+    if node.op in ("placeholder", "output", "get_attr"):
+        return None
+    batch, itemsize = batch_and_itemsize(node)
+    conv = Conv.from_node(node)
+    if conv is not None and not conv.transposed:
+        try:
+            return ConvSignature.of(conv.geometry(), spatial_size(conv.input), batch, itemsize)
+        except NotExact:
+            pass
+    linear = Linear.from_node(node)
+    if linear is not None and linear.weight is not None:
+        out_features = linear.weight.shape[0]
+        size = numel(node)
+        rows = size // max(1, out_features) if size else batch
+        return ConvSignature(linear.weight.shape[1], out_features, (), (), (), (), 1, (), max(1, rows), itemsize)
+    pool = AvgPool.from_node(node)
+    if pool is not None:
+        channels = channels_of(pool.input)
+        if channels is not None:
+            size = spatial_size(pool.input) or (NOMINAL_SPATIAL,) * len(pool.kernel_size)
+            return PoolSignature(channels, pool.kernel_size, pool.stride, pool.padding, size, batch, itemsize)
+    count = numel(node)
+    if count is None:
+        count = batch * NOMINAL_SPATIAL ** 2
+    if Pad.from_node(node) is not None:
+        return ElementwiseSignature("pad", count, 1, itemsize)
+    if BatchNorm.from_node(node) is not None:
+        return ElementwiseSignature("batchnorm", count, 1, itemsize)
+    operands = len([n for n in node.all_input_nodes if n.op != "get_attr"])
+    return ElementwiseSignature(op_kind(node) or "other", count, max(operands, 1), itemsize)
+
+
+def numel(node: Node) -> int | None:
+    """Elements of ``node``'s recorded value, when every dimension is static."""
+    value = example_value(node)
+    if value is None or not all(isinstance(d, int) for d in value.shape):
+        return None
+    return value.numel()
+
+
+def spatial_size(node: Node) -> tuple[int, ...] | None:
+    """``node``'s recorded spatial size (dims after batch and channels), when static."""
+    value = example_value(node)
+    if value is None or value.dim() < 3 or not all(isinstance(d, int) for d in value.shape[2:]):
+        return None
+    return tuple(value.shape[2:])
+
+
+def channels_of(node: Node) -> int | None:
+    value = example_value(node)
+    if value is None or value.dim() < 2 or not isinstance(value.shape[1], int):
+        return None
+    return value.shape[1]
+
+
+def batch_and_itemsize(node: Node) -> tuple[int, int]:
+    """The recorded batch (1 when unknown or dynamic) and element size (4 when unknown) of ``node``."""
+    value = example_value(node)
+    if value is None:
+        return 1, 4
+    batch = value.shape[0] if value.dim() > 0 and isinstance(value.shape[0], int) else 1
+    return batch, value.element_size() if value.dtype != torch.bool else 1
+
+
+def _prod(values: Sequence[int]) -> int:
+    result = 1
+    for value in values:
+        result *= int(value)
+    return result

@@ -23,9 +23,12 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
+import importlib.util
 import traceback
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -186,15 +189,34 @@ def _describe(name: str) -> str:
 
 
 def _failure_summary(error: BaseException) -> str:
-    """The error's first line plus the innermost frame of user code (outside torch) that raised it."""
+    """The error's first line plus the innermost frame of user code (outside torch and fxrep) that raised it."""
     message = str(error).strip().splitlines()
     head = f"{type(error).__name__}: {message[0] if message else ''}"
     frames = traceback.extract_tb(error.__traceback__)
-    user = [f for f in frames if "/torch/" not in f.filename and "/fxrep/" not in f.filename]
+    user = [f for f in frames if not _in_library(f.filename)]
     if user:
         frame = user[-1]
         head += f" (at {frame.filename}:{frame.lineno}: {frame.line})"
     return head
+
+
+def _in_library(filename: str) -> bool:
+    """Whether a traceback frame's file lies inside torch's or fxrep's own package folders.
+
+    Decided by folder containment of the resolved paths, never by a name in the path: a user's
+    model under ``~/code/fxrep/`` or ``~/torch/`` is still the user's code.
+    """
+    path = Path(filename).resolve()
+    return any(path.is_relative_to(folder) for folder in _library_folders())
+
+
+@functools.cache
+def _library_folders() -> tuple[Path, ...]:
+    """The folders of the torch package and of fxrep's packages (``fxrep`` and ``fxrep.passes``), resolved."""
+    folders = [Path(torch.__file__).parent, Path(__file__).parent]  # this file is in the fxrep package
+    passes = importlib.util.find_spec("fxrep.passes")  # its own folder (passes/ in a checkout)
+    folders += [Path(location) for location in (passes.submodule_search_locations or ())] if passes else []
+    return tuple(dict.fromkeys(folder.resolve() for folder in folders))
 
 
 def _advice(have_inputs: bool, order: Sequence[str]) -> str:

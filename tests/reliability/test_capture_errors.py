@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
+import textwrap
+
 import pytest
 import torch
 from torch import nn
@@ -49,3 +52,31 @@ def test_non_tensor_outputs_get_a_clear_error():
 def test_symbolic_trace_without_inputs_suggests_passing_them():
     with pytest.raises(fxrep.CaptureError, match="pass example_inputs"):
         fxrep.optimize(DataDependent())
+
+
+USER_MODEL = textwrap.dedent("""
+    import torch
+
+
+    class Branchy(torch.nn.Module):
+        def forward(self, x):
+            if x.sum() > 0:  # the failing line
+                return x * 2
+            return x
+""")
+
+
+@pytest.mark.parametrize("folders", [("fxrep",), ("torch",), ("code", "fxrep", "torch", "models")])
+def test_user_code_in_folders_named_fxrep_or_torch_keeps_its_location(tmp_path, folders):
+    path = tmp_path.joinpath(*folders, "user_model.py")
+    path.parent.mkdir(parents=True)
+    path.write_text(USER_MODEL)
+    spec = importlib.util.spec_from_file_location("user_model", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    line = USER_MODEL.splitlines().index("        if x.sum() > 0:  # the failing line") + 1
+
+    with pytest.raises(fxrep.CaptureError) as error:
+        fxrep.optimize(module.Branchy(), torch.randn(3))
+    for method, reason in error.value.attempts:
+        assert f"(at {path}:{line}: if x.sum() > 0:" in reason, method

@@ -71,6 +71,7 @@ def optimize(
     timings: dict[str, float] = {}
     inputs = normalize_inputs(example_inputs)
     check_finite(model)
+    check_inputs_have_values(inputs)
     if dynamic_batch and dynamic_shapes is not None:
         raise InvalidModelError("pass either dynamic_batch=True or dynamic_shapes, not both")
     if dynamic_batch:
@@ -116,10 +117,19 @@ def report_of(gm: GraphModule) -> Report:
 
 
 def check_finite(model: nn.Module) -> None:
-    """Raise `InvalidModelError` naming the first parameter or buffer that holds NaN or Inf."""
+    """Raise `InvalidModelError` naming the first parameter or buffer that has no values (the meta
+    device) or holds NaN or Inf."""
     if not isinstance(model, nn.Module):
         raise InvalidModelError(f"fxrep optimizes torch.nn.Module instances, got {type(model).__name__}")
     named = list(model.named_parameters()) + list(model.named_buffers())
+    for name, tensor in named:
+        if tensor.is_meta:
+            raise InvalidModelError(
+                f"{name} is on the meta device: it has a shape but no values, and fxrep computes the merged "
+                "weights from the values and checks the outputs numerically. Materialise the model first: "
+                "model.to_empty(device='cpu') then model.load_state_dict(checkpoint), or build it without "
+                "device='meta'."
+            )
     for name, tensor in named:
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor.detach()).all()):
             bad = "NaN" if bool(torch.isnan(tensor.detach()).any()) else "Inf"
@@ -127,6 +137,30 @@ def check_finite(model: nn.Module) -> None:
                 f"{name} contains {bad}; folding it would spread {bad} into every merged weight. "
                 "Fix or re-load the checkpoint (e.g. re-estimate BatchNorm statistics) before optimizing."
             )
+
+
+def check_inputs_have_values(inputs: tuple[Any, ...] | None) -> None:
+    """Raise `InvalidModelError` naming the first example input (tensors nested in tuples, lists and
+    dicts included) that is on the meta device: the outputs cannot be compared without values."""
+
+    def meta_tensors(value: Any, where: str) -> Iterable[str]:
+        if isinstance(value, torch.Tensor):
+            if value.is_meta:
+                yield where
+        elif isinstance(value, list | tuple):
+            for index, item in enumerate(value):
+                yield from meta_tensors(item, f"{where}[{index}]")
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                yield from meta_tensors(item, f"{where}[{key!r}]")
+
+    where = next(iter(meta_tensors(inputs or (), "example_inputs")), None)
+    if where is not None:
+        raise InvalidModelError(
+            f"{where} is on the meta device: it has a shape but no values, so fxrep cannot capture the model on "
+            "it or check the optimized outputs. Pass real tensors of the same shape, e.g. "
+            "torch.randn(1, 3, 224, 224), on the model's device."
+        )
 
 
 def _pipeline(passes: Sequence[Any] | None) -> list[Any]:

@@ -13,7 +13,14 @@ from fxrep.models.diracnet import DiracConv2d, DiracNetBlock, NCReLU, dirac_delt
 from fxrep.models.doconv import DOConv2d
 from fxrep.models.expandnet import ExpandCK, ExpandCL, ExpandFC
 from fxrep.models.inception import BasicConv2d, InceptionBlock
-from fxrep.models.mobileone import MobileOneBlock, mobileone_unit
+from fxrep.models.mobileone import (
+    MobileOne,
+    MobileOneBlock,
+    mobileone,
+    mobileone_s0,
+    mobileone_unit,
+    reparameterize_model,
+)
 from fxrep.models.nets import (
     SmallNet,
     acnet_small,
@@ -46,6 +53,7 @@ __all__ = [
     "ExpandFC",
     "IdentityBasedConv1x1",
     "InceptionBlock",
+    "MobileOne",
     "MobileOneBlock",
     "NCReLU",
     "RepMixer",
@@ -62,9 +70,12 @@ __all__ = [
     "doconv_small",
     "expandnet_small",
     "inception_small",
+    "mobileone",
+    "mobileone_s0",
     "mobileone_small",
     "mobileone_unit",
     "randomize_",
+    "reparameterize_model",
     "repmixer_small",
     "repvgg_a0",
     "repvgg_b0",

@@ -5,6 +5,8 @@ optionally loads a checkpoint into it, runs `fxrep.optimize`, prints the report,
 was asked for: the report as JSON, the optimized module (a ``torch.export`` program), ONNX, a
 TensorRT engine, pictures. Exit codes: 0 success, 1 fxrep or lowering failed (the message says
 why), 2 the command line, the factory, the checkpoint or an optional dependency is the problem.
+Pictures are the exception: whatever stops them (matplotlib missing, a drawing error) is a warning,
+and the run goes on with its other outputs.
 
 Everything heavy (torch, the compiler, the lowering packages) is imported inside the commands, so
 parsing arguments and ``--help`` stay cheap.
@@ -93,7 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     optimize.add_argument("--report", metavar="PATH", help="write the report as JSON")
     optimize.add_argument("--save", metavar="PATH", help="save the optimized module as a torch.export program "
                                                          "(load with torch.export.load(PATH).module())")
-    optimize.add_argument("--pictures", metavar="DIR", help="draw the graph before and after into DIR")
+    optimize.add_argument("--pictures", metavar="DIR",
+                          help="draw the graph before and after into DIR (large graphs: an overview grouped by "
+                               "module and one picture per part); a drawing problem only warns")
     optimize.add_argument("--dynamic-batch", action="store_true",
                           help="any batch size: optimize, save, ONNX and engine (batch 1..max(32, N)) with a dynamic batch")
     optimize.add_argument("--no-verify", dest="verify", action="store_false", help="skip the numerical check")
@@ -144,15 +148,8 @@ def _run_optimize(args: argparse.Namespace) -> int:
         with step("saving the optimized module (torch.export)"):
             demo.save_optimized(optimized, inputs, args.save, dynamic_batch=args.dynamic_batch)
         print(f"wrote the optimized module: {args.save} (load with torch.export.load(path).module())")
-    failed = False
     if args.pictures:
-        try:
-            with step("drawing the graph before and after"):
-                before, after = demo.draw_pictures(model, inputs, optimized, args.pictures)
-            print(f"wrote pictures: {before}, {after}")
-        except (ImportError, ValueError) as error:  # e.g. a graph too large to draw; the other outputs still count
-            print(f"fxrep optimize: --pictures failed: {error}", file=sys.stderr)
-            failed = True
+        _write_pictures(model, inputs, optimized, args.pictures)
     if args.onnx:
         check = demo.export_checked_onnx(optimized, inputs, args.onnx, dynamic_batch=args.dynamic_batch)
         print(f"wrote ONNX: {args.onnx} ({check})")
@@ -167,7 +164,24 @@ def _run_optimize(args: argparse.Namespace) -> int:
                                          precision=args.precision, dynamic_batch=batch_range)
         print(f"wrote a {engine.runtime} engine: {args.engine} ({args.precision}; network layers: "
               f"{demo.format_layers(engine.layer_summary())})")
-    return 1 if failed else 0
+    return 0
+
+
+def _write_pictures(model: Any, inputs: tuple[Any, ...], optimized: Any, directory: str) -> None:
+    """Draw the pictures, or warn why not: a picture problem never fails the run (its other outputs count)."""
+    from fxrep import demo
+    from fxrep.progress import step
+
+    reason = demo.pictures_unavailable()
+    if reason is None:
+        try:
+            with step("drawing the graph before and after"):
+                pictures = demo.draw_pictures(model, inputs, optimized, directory)
+            print(f"wrote pictures in {directory}: {demo.describe_pictures(pictures)}")
+            return
+        except Exception as error:  # whatever went wrong while drawing, the optimized model and files stand
+            reason = f"{type(error).__name__}: {error}"
+    print(f"fxrep optimize: warning: no pictures drawn ({reason}); the other outputs are unaffected", file=sys.stderr)
 
 
 def parse_shape(text: str) -> tuple[int, ...]:
@@ -303,8 +317,6 @@ def _check_optional_dependencies(args: argparse.Namespace) -> None:
         raise UsageError(f"--onnx needs {reason}")
     if args.engine and (reason := demo.engine_unavailable(args.runtime)):
         raise UsageError(f"--engine: {reason}")
-    if args.pictures and (reason := demo.pictures_unavailable()):
-        raise UsageError(f"--pictures: {reason}")
 
 
 def _write_report(report: Any, path: Path) -> None:

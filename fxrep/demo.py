@@ -33,6 +33,7 @@ from fxrep.progress import step
 
 __all__ = [
     "build_saved_engine",
+    "describe_pictures",
     "draw_pictures",
     "engine_unavailable",
     "export_checked_onnx",
@@ -156,9 +157,10 @@ def _write_artifacts(model: nn.Module, optimized: nn.Module, example: tuple[torc
     if reason is None:
         try:
             with step("drawing the graph before and after"):
-                before, after = draw_pictures(model, example, optimized, out)
-            wrote("pictures", before, f", {after.name}")
-        except (ImportError, ValueError) as error:
+                pictures = draw_pictures(model, example, optimized, out)
+            files["pictures"] = pictures["before"][0]
+            print(f"wrote pictures in {out}: {describe_pictures(pictures)}")
+        except Exception as error:  # a picture is never worth failing the demo for: say why and go on
             reason = f"{type(error).__name__}: {error}"
     if reason is not None:
         skip("pictures", reason)
@@ -285,21 +287,37 @@ def format_layers(summary: dict[str, int]) -> str:
 
 
 def draw_pictures(model: nn.Module, example_inputs: Sequence[torch.Tensor], optimized: nn.Module,
-                  directory: str | Path) -> tuple[Path, Path]:
+                  directory: str | Path, *, max_nodes: int | None = None) -> dict[str, list[Path]]:
     """Draw the captured graph and the optimized graph, with the merges highlighted, as before.png / after.png.
 
-    Uses ``optimized``'s report instead of optimizing again (what ``fxrep.drawing.before_and_after``
-    would do); only the capture is repeated. Raises ImportError without fxrep.drawing or matplotlib.
+    A graph of more than ``max_nodes`` boxes (default ``fxrep.drawing.MAX_NODES``) gets its overview
+    grouped by module there and one picture per part beside it (``before-1-stem--stages.1.png``,
+    ...: `fxrep.drawing.draw_parts`). Returns ``{"before": paths, "after": paths}``, each overview
+    first. Uses ``optimized``'s report instead of optimizing again (what
+    ``fxrep.drawing.before_and_after`` would do); only the capture is repeated. Raises ImportError
+    without fxrep.drawing or matplotlib.
     """
     from fxrep.capture import capture
-    from fxrep.drawing import draw
+    from fxrep.drawing import MAX_NODES, draw_parts
 
     directory = Path(directory)
+    limit = MAX_NODES if max_nodes is None else max_nodes
     captured = capture(model, tuple(example_inputs)).graph_module
     name = type(model).__name__
-    before = draw(captured, directory / "before.png", report=optimized, title=f"{name} before fxrep")
-    after = draw(optimized, directory / "after.png", report=optimized, title=f"{name} after fxrep")
-    return before, after
+    graphs = {"before": captured, "after": optimized}
+    return {stage: draw_parts(graph, directory / f"{stage}.png", report=optimized, title=f"{name} {stage} fxrep",
+                              max_nodes=limit)
+            for stage, graph in graphs.items()}
+
+
+def describe_pictures(pictures: dict[str, list[Path]]) -> str:
+    """What `draw_pictures` wrote, in a few words: ``"before.png (overview) + 2 pictures of its parts, after.png"``."""
+    described = []
+    for paths in pictures.values():
+        parts = len(paths) - 1
+        described.append(paths[0].name + (f" (overview grouped by module) + {parts} picture{'s' if parts != 1 else ''} "
+                                          "of its parts" if parts else ""))
+    return ", ".join(described)
 
 
 def median_latencies_ms(modules: dict[str, nn.Module], inputs: Sequence[torch.Tensor], *, warmup: int = 2,

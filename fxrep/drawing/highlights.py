@@ -8,11 +8,16 @@ followed forward reaches it: so the same report highlights both the captured gra
 the optimized one (after). Without the renames (a bare `Report`) only names that survived match;
 in both cases a linear op whose every user is in a region joins it, which recovers the convs that
 a BatchNorm fold absorbed without a rename.
+
+Pictures of a graph grouped by module (`grouping`) use the same highlights, computed on the whole
+graph: `Highlights.grouped` counts each region on the group boxes it reaches and moves refusal
+marks onto them; `Highlights.restricted` keeps what lies in one part, footnote numbers unchanged.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections import Counter
+from collections.abc import Collection, Hashable, Mapping
 from dataclasses import dataclass, field
 
 import networkx as nx
@@ -45,6 +50,8 @@ class Highlights:
     refused: dict[str, list[int]] = field(default_factory=dict)
     """Box key -> footnote numbers."""
     footnotes: list[str] = field(default_factory=list)
+    notes: dict[int, str] = field(default_factory=dict)
+    """Footnote number -> its text (the numbered entries of ``footnotes``)."""
     unplaced_decisions: int = 0
     refusal_count: int = 0
     region_legend: str = "merged region"
@@ -66,6 +73,41 @@ class Highlights:
         for key, numbers in self.refused.items():
             refused.setdefault(box_of[key], []).extend(numbers)
         self.refused = refused
+
+    def restricted(self, keys: Collection[str]) -> Highlights:
+        """The highlights of the boxes ``keys`` alone (one part of a graph cut into pictures).
+
+        Footnotes keep their numbers, so a refusal reads the same in the overview and in its part.
+        """
+        keys = set(keys)
+        regions = [Region(region.boxes & keys, region.title, list(region.notes), region.colour)
+                   for region in self.regions if region.boxes & keys]
+        refused = {key: list(numbers) for key, numbers in self.refused.items() if key in keys}
+        numbers = sorted({number for marks in refused.values() for number in marks})
+        notes = {number: self.notes[number] for number in numbers}
+        return Highlights(regions, refused, list(notes.values()), notes, refusal_count=len(numbers),
+                          region_legend=self.region_legend)
+
+    def grouped(self, unit_of: Mapping[str, str], groups: Collection[str]) -> tuple[Highlights, Counter[str]]:
+        """The highlights once boxes are merged into units (``unit_of``: box key -> unit key).
+
+        A region that reaches a group box (one of ``groups``) is not drawn; each group box it reaches
+        counts it instead (the returned counter). Regions of ungrouped boxes and every refusal mark
+        move to their units; the footnotes stay as they are.
+        """
+        regions: list[Region] = []
+        counts: Counter[str] = Counter()
+        for region in self.regions:
+            units = {unit_of[key] for key in region.boxes}
+            if units & set(groups):
+                counts.update(units & set(groups))
+            else:
+                regions.append(Region(units, region.title, list(region.notes), region.colour))
+        refused: dict[str, list[int]] = {}
+        for key, numbers in self.refused.items():
+            refused.setdefault(unit_of[key], []).extend(numbers)
+        return Highlights(regions, {key: sorted(set(marks)) for key, marks in refused.items()}, list(self.footnotes),
+                          dict(self.notes), self.unplaced_decisions, self.refusal_count, self.region_legend), counts
 
 
 def from_report(gm: GraphModule, scene: Scene, report: Report, renames: Mapping[str, str]) -> Highlights:
@@ -122,7 +164,8 @@ def _add_refusals(highlights: Highlights, scene: Scene, refusals: list[api.Refus
             label = f"[{number}] {name} ({where})"
         else:
             label = f"[{number}] {refusal.node} ({where}, not in this graph)"
-        highlights.footnotes.append(f"{label}: {refusal.reason}")
+        highlights.notes[number] = f"{label}: {refusal.reason}"
+        highlights.footnotes.append(highlights.notes[number])
     highlights.refusal_count = len(seen)
     if len(seen) > MAX_FOOTNOTES:
         highlights.footnotes.append(f"... and {len(seen) - MAX_FOOTNOTES} more (print the report for all)")

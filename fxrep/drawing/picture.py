@@ -22,7 +22,7 @@ from matplotlib.textpath import TextToPath
 from .geometry import Label, Point, bezier_segments, edge_routes, place_labels, region_background
 from .highlights import Highlights
 from .layout import layered_layout
-from .scene import CHAIN, INPUT, OUTPUT, Scene
+from .scene import CHAIN, CONTEXT, GROUP, INPUT, MARKED_GROUP, OUTPUT, Scene
 
 FONT, SMALL, TITLE = 8.0, 7.0, 11.0
 MARGIN, PAD_X, PAD_Y, LINE = 0.3, 0.09, 0.05, 1.25
@@ -42,9 +42,14 @@ COLOURS = {  # category -> (legend label, face colour, edge colour)
     "activation": ("activation", "#fcbba1", "#cb181d"),
     "other": ("other", "#ececec", "#737373"),
     CHAIN: ("collapsed chain", "#f7f7f7", "#737373"),
+    GROUP: ("module (its op counts)", "#e9eff7", "#3b5b87"),
+    MARKED_GROUP: ("module with {}s", "#fff0b3", "#3b5b87"),
+    CONTEXT: ("outside this picture", "#ffffff", "#8c8c8c"),
     INPUT: ("input / output", "#ffffff", "#252525"),
     OUTPUT: ("input / output", "#ffffff", "#252525"),
 }
+DASHED = (CHAIN, CONTEXT)
+MAX_MARKS = 6
 REGION_COLOURS = ("#fff0b3", "#d1f0ff", "#ffdbe7", "#daf5da", "#ece0ff", "#ffe6cc", "#d9f7f5", "#f5ede4")
 
 
@@ -67,7 +72,8 @@ def render(scene: Scene, highlights: Highlights, header: Header) -> Figure:
                 + [layout.positions[key][0] + sizes[key][0] / 2 + 0.4 for key in highlights.refused])
     width = max(MIN_WIDTH, right + 2 * MARGIN)
     legend_rows = _legend_rows(_legend_entries(scene, highlights), width - 2 * MARGIN)
-    header_height = 0.3 + (0.2 if header.subtitle else 0) + 0.24 * len(legend_rows) + 0.15
+    subtitle = _wrapped_text(header.subtitle, width - 2 * MARGIN, FONT)
+    header_height = 0.3 + 0.2 * len(subtitle) + 0.24 * len(legend_rows) + 0.15
     notes = _wrapped(highlights.footnotes, width - 2 * MARGIN)
     graph_height = max([layout.height] + [label.y + label.height for label in labels])
     height = header_height + graph_height + ((0.25 + NOTE_LINE * len(notes)) if notes else 0) + 2 * MARGIN
@@ -78,7 +84,7 @@ def render(scene: Scene, highlights: Highlights, header: Header) -> Figure:
     axes.set_ylim(0, height)
     axes.axis("off")
     canvas = _Canvas(axes, height, MARGIN, MARGIN + header_height)
-    _draw_header(axes, height, header, legend_rows)
+    _draw_header(axes, height, header.title, subtitle, legend_rows)
     for region, polygons, label in zip(highlights.regions, backgrounds, labels, strict=True):
         canvas.region(polygons, label, REGION_COLOURS[region.colour % len(REGION_COLOURS)])
     for points in routes.values():
@@ -115,10 +121,11 @@ class _Canvas:
         _, face, edge = COLOURS[category]
         x, y = self.point(*centre)
         w, h = size
+        width = 1.8 if footnotes else 1.3 if category in (GROUP, MARKED_GROUP) else 0.8
         self.axes.add_patch(FancyBboxPatch(
             (x - w / 2, y - h / 2), w, h, boxstyle="round,pad=0,rounding_size=0.06", facecolor=face,
-            edgecolor=REFUSED if footnotes else edge, linewidth=1.8 if footnotes else 0.8,
-            linestyle="--" if category == CHAIN else "-", zorder=3))
+            edgecolor=REFUSED if footnotes else edge, linewidth=width,
+            linestyle="--" if category in DASHED else "-", zorder=3))
         heights = [_line_height(i) for i in range(len(lines))]
         cursor = y + sum(heights) / 2
         for index, (line, line_height) in enumerate(zip(lines, heights, strict=True)):
@@ -126,7 +133,7 @@ class _Canvas:
                            fontsize=FONT if index == 0 else SMALL, color=TEXT if index == 0 else GREY)
             cursor -= line_height
         if footnotes:
-            self.axes.text(x + w / 2 + 0.03, y + h / 2, "[" + ",".join(map(str, footnotes)) + "]", fontsize=SMALL,
+            self.axes.text(x + w / 2 + 0.03, y + h / 2, _marks(footnotes), fontsize=SMALL,
                            color=REFUSED, ha="left", va="top", zorder=4, fontweight="bold")
 
     def arrow(self, points: list[Point]) -> None:
@@ -164,9 +171,10 @@ def _legend_entries(scene: Scene, highlights: Highlights) -> list[tuple[str, str
     present = {box.category for box in scene.boxes.values()}
     entries, seen = [], set()
     for category, (label, face, edge) in COLOURS.items():
+        label = label.format(highlights.region_legend)
         if category in present and label not in seen:
             seen.add(label)
-            entries.append((label, face, edge, "--" if category == CHAIN else "-"))
+            entries.append((label, face, edge, "--" if category in DASHED else "-"))
     if highlights.regions:
         entries.append((highlights.region_legend, REGION_COLOURS[0], _darker(REGION_COLOURS[0]), "-"))
     if highlights.refused:
@@ -187,12 +195,12 @@ def _legend_rows(entries, width: float) -> list[list[tuple[float, tuple[str, str
     return rows
 
 
-def _draw_header(axes, height: float, header: Header, legend_rows) -> None:
+def _draw_header(axes, height: float, title: str, subtitle: list[str], legend_rows) -> None:
     y = height - MARGIN
-    axes.text(MARGIN, y, header.title, fontsize=TITLE, fontweight="bold", va="top", ha="left", color=TEXT)
+    axes.text(MARGIN, y, title, fontsize=TITLE, fontweight="bold", va="top", ha="left", color=TEXT)
     y -= 0.3
-    if header.subtitle:
-        axes.text(MARGIN, y, header.subtitle, fontsize=FONT, color=GREY, va="top", ha="left")
+    for line in subtitle:
+        axes.text(MARGIN, y, line, fontsize=FONT, color=GREY, va="top", ha="left")
         y -= 0.2
     for row in legend_rows:
         for x, (label, face, edge, style) in row:
@@ -200,6 +208,18 @@ def _draw_header(axes, height: float, header: Header, legend_rows) -> None:
                                      linewidth=1.2 if edge == REFUSED else 0.8, linestyle=style))
             axes.text(MARGIN + x + 0.22, y - 0.09, label, fontsize=SMALL, va="center", ha="left", color=TEXT)
         y -= 0.24
+
+
+def _marks(numbers: list[int]) -> str:
+    """``[1,2,3]``, or ``[1,2,3,4,5,...]`` (12 in all) for a group box holding many refusals."""
+    if len(numbers) <= MAX_MARKS:
+        return "[" + ",".join(map(str, numbers)) + "]"
+    return "[" + ",".join(map(str, numbers[:MAX_MARKS - 1])) + f",...] ({len(numbers)})"
+
+
+def _wrapped_text(text: str, width: float, size: float) -> list[str]:
+    """``text`` in lines of at most ``width`` inches at ``size`` points (none for an empty text)."""
+    return textwrap.wrap(text, max(40, int(width / (0.56 * size / 72))))
 
 
 def _wrapped(footnotes: list[str], width: float) -> list[str]:

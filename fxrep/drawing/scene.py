@@ -22,6 +22,9 @@ from .. import pass_api as api
 from ..ops import target_name
 
 INPUT, OUTPUT, CHAIN = "input", "output", "chain"
+GROUP, MARKED_GROUP, CONTEXT = "group", "marked group", "context"
+"""Boxes of grouped pictures (`grouping`): a module as one box, one holding highlighted regions, a neighbour
+outside the picture."""
 
 CATEGORY_OF_VIEW = {
     api.Conv: "conv", api.Linear: "conv", api.BatchNorm: "batchnorm", api.Pad: "pad/pool",

@@ -132,12 +132,13 @@ def test_bad_arguments_are_refused_with_the_allowed_values(tmp_path, repvgg_run)
     assert not list(tmp_path.iterdir())
 
 
-def test_large_graphs_collapse_chains_or_ask_for_a_larger_max_nodes(tmp_path, dbb_zero_run):
+def test_large_graphs_collapse_chains_then_group_by_module(tmp_path, dbb_zero_run):
     before, optimized = dbb_zero_run
     texts = joined(svg_texts(draw(before, tmp_path / "small.svg", report=optimized, max_nodes=15)))
     assert "2 ops" in texts and "chains of ops collapsed to fit max_nodes=15" in texts
-    with pytest.raises(ValueError, match="larger max_nodes"):
-        draw(before, tmp_path / "tiny.svg", max_nodes=3)
+    texts = joined(svg_texts(draw(before, tmp_path / "tiny.svg", report=optimized, max_nodes=3)))
+    assert "grouped by part to fit max_nodes=3" in texts and "part 1: dbb_origin" in texts  # too many modules
+    assert "2 refusals (see notes)" in texts  # still explained, on the module boxes that hold them
 
 
 def test_output_is_byte_for_byte_repeatable(tmp_path, repvgg):

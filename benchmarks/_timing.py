@@ -18,6 +18,9 @@ Timing method (used by every ``bench_*.py`` here):
   With ONE thread, CPU time is therefore the contention-robust measure of how long an op computes
   (the cost model is fitted on it); with several threads it sums the threads (spin-waits included)
   and only wall time is meaningful.
+- The clocks are read by a *timer* (`host_timer` for every CPU benchmark); `time_rounds` takes
+  another one, e.g. the CUDA-event timer of ``benchmarks/gpu/``, with the same rounds, rotation and
+  statistics. `time_interleaved` is `time_rounds` with `host_timer`.
 - The garbage collector is disabled while timing, and everything runs under
   ``torch.inference_mode()``.
 
@@ -132,18 +135,33 @@ def quiet_gc() -> Iterator[None]:
             gc.enable()
 
 
-def calibrate_inner(fn: Callable[[], Any], min_sample_seconds: float = 0.005, max_inner: int = 1000) -> int:
-    """Calls per sample so that one sample lasts at least ``min_sample_seconds`` (fn is warm)."""
-    with torch.inference_mode():
-        start = time.perf_counter()
+Timer = Callable[[Callable[[], Any], int], Mapping[str, float]]
+"""Calls ``fn`` ``count`` times back to back and returns the seconds all calls took, per clock name.
+
+`host_timer` (clocks "wall" and "cpu") is what every CPU benchmark uses; a GPU benchmark passes a
+timer that reads CUDA events (``benchmarks/gpu/cuda_timer.py``). A timer must return only once the
+calls it timed have finished (a CUDA timer synchronizes)."""
+
+
+def host_timer(fn: Callable[[], Any], count: int) -> dict[str, float]:
+    """Wall-clock (``time.perf_counter``) and process-CPU (``time.process_time``) seconds of ``count`` calls."""
+    start_cpu = time.process_time()
+    start = time.perf_counter()
+    for _ in range(count):
         fn()
-        once = time.perf_counter() - start
+    end = time.perf_counter()
+    end_cpu = time.process_time()
+    return {"wall": end - start, "cpu": end_cpu - start_cpu}
+
+
+def calibrate_inner(fn: Callable[[], Any], min_sample_seconds: float = 0.005, max_inner: int = 1000, *,
+                    timer: Timer = host_timer, clock: str = "wall") -> int:
+    """Calls per sample so that one sample lasts at least ``min_sample_seconds`` on ``clock`` (fn is warm)."""
+    with torch.inference_mode():
+        once = timer(fn, 1)[clock]
         if once < min_sample_seconds:  # re-time small ops over several calls
             count = max(1, int(min_sample_seconds / max(once, 1e-7)))
-            start = time.perf_counter()
-            for _ in range(count):
-                fn()
-            once = (time.perf_counter() - start) / count
+            once = timer(fn, count)[clock] / count
     return max(1, min(max_inner, int(min_sample_seconds / max(once, 1e-9)) + 1))
 
 
@@ -155,23 +173,24 @@ class Timing:
     cpu: Stats
 
 
-def time_interleaved(fns: Mapping[str, Callable[[], Any]], *, rounds: int, warmup: int = 3,
-                     inner: int | Mapping[str, int] | None = None,
-                     min_sample_seconds: float = 0.005) -> dict[str, Timing]:
-    """Time each callable ``rounds`` times, interleaved with rotating order (see the module docstring).
+def time_rounds(fns: Mapping[str, Callable[[], Any]], *, rounds: int, warmup: int = 3,
+                inner: int | Mapping[str, int] | None = None, min_sample_seconds: float = 0.005,
+                timer: Timer = host_timer, calibration_clock: str = "wall") -> dict[str, dict[str, Stats]]:
+    """Time each callable ``rounds`` times with ``timer``, interleaved with rotating order (module docstring).
 
     ``inner`` calls per sample: an int for all, a mapping per name, or None to calibrate each
-    variant after its warm-up. Returns wall and CPU seconds per call as `Timing` per name.
+    variant after its warm-up (on ``calibration_clock``). Returns, per name, `Stats` of seconds per
+    call for every clock the timer reports.
     """
     names = list(fns)
-    wall: dict[str, list[float]] = {name: [] for name in names}
-    cpu: dict[str, list[float]] = {name: [] for name in names}
+    samples: dict[str, dict[str, list[float]]] = {name: {} for name in names}
     with torch.inference_mode(), quiet_gc():
         for _ in range(warmup):
             for name in names:
                 fns[name]()
         if inner is None:
-            counts = {name: calibrate_inner(fns[name], min_sample_seconds) for name in names}
+            counts = {name: calibrate_inner(fns[name], min_sample_seconds, timer=timer, clock=calibration_clock)
+                      for name in names}
         elif isinstance(inner, int):
             counts = dict.fromkeys(names, inner)
         else:
@@ -179,16 +198,24 @@ def time_interleaved(fns: Mapping[str, Callable[[], Any]], *, rounds: int, warmu
         for round_index in range(rounds):
             shift = round_index % len(names)
             for name in names[shift:] + names[:shift]:
-                fn, count = fns[name], counts[name]
-                start_cpu = time.process_time()
-                start = time.perf_counter()
-                for _ in range(count):
-                    fn()
-                end = time.perf_counter()
-                end_cpu = time.process_time()
-                wall[name].append((end - start) / count)
-                cpu[name].append((end_cpu - start_cpu) / count)
-    return {name: Timing(Stats(tuple(wall[name])), Stats(tuple(cpu[name]))) for name in names}
+                count = counts[name]
+                for clock, seconds in timer(fns[name], count).items():
+                    samples[name].setdefault(clock, []).append(seconds / count)
+    return {name: {clock: Stats(tuple(values)) for clock, values in samples[name].items()} for name in names}
+
+
+def time_interleaved(fns: Mapping[str, Callable[[], Any]], *, rounds: int, warmup: int = 3,
+                     inner: int | Mapping[str, int] | None = None,
+                     min_sample_seconds: float = 0.005) -> dict[str, Timing]:
+    """Time each callable ``rounds`` times, interleaved with rotating order (see the module docstring).
+
+    ``inner`` calls per sample: an int for all, a mapping per name, or None to calibrate each
+    variant after its warm-up. Returns wall and CPU seconds per call as `Timing` per name
+    (`time_rounds` with `host_timer`).
+    """
+    stats = time_rounds(fns, rounds=rounds, warmup=warmup, inner=inner, min_sample_seconds=min_sample_seconds)
+    empty = Stats(())
+    return {name: Timing(clocks.get("wall", empty), clocks.get("cpu", empty)) for name, clocks in stats.items()}
 
 
 def paired_ratios(numerator: Stats, denominator: Stats) -> Stats:

@@ -101,6 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
     optimize.add_argument("--dynamic-batch", action="store_true",
                           help="any batch size: optimize, save, ONNX and engine (batch 1..max(32, N)) with a dynamic batch")
     optimize.add_argument("--no-verify", dest="verify", action="store_false", help="skip the numerical check")
+    optimize.add_argument("--measure-cost", action="store_true",
+                          help="decide by timing each candidate op on this machine instead of the analytic cost model")
+    optimize.add_argument("--timing-cache", metavar="PATH",
+                          help="with --measure-cost: JSON timing cache to reuse and extend (created if missing)")
     optimize.set_defaults(run=_run_optimize)
     return parser
 
@@ -123,6 +127,7 @@ def _run_optimize(args: argparse.Namespace) -> int:
     shapes = [parse_shape(text) for text in args.inputs]
     split_factory(args.factory)
     _check_optional_dependencies(args)
+    timing_cache = _timing_cache(args)
     import torch
 
     from fxrep import demo
@@ -138,7 +143,8 @@ def _run_optimize(args: argparse.Namespace) -> int:
     generator = torch.Generator().manual_seed(0)
     inputs = tuple(torch.randn(shape, generator=generator).to(dtype) for shape in shapes)
 
-    optimized = optimize(model, inputs, verify=args.verify, dynamic_batch=args.dynamic_batch, progress=True)
+    cost = {"cost": "measure", "timing_cache": timing_cache} if args.measure_cost else {}
+    optimized = optimize(model, inputs, verify=args.verify, dynamic_batch=args.dynamic_batch, progress=True, **cost)
     print(optimized.fxrep_report)
     print()
     if args.report:
@@ -182,6 +188,21 @@ def _write_pictures(model: Any, inputs: tuple[Any, ...], optimized: Any, directo
         except Exception as error:  # whatever went wrong while drawing, the optimized model and files stand
             reason = f"{type(error).__name__}: {error}"
     print(f"fxrep optimize: warning: no pictures drawn ({reason}); the other outputs are unaffected", file=sys.stderr)
+
+
+def _timing_cache(args: argparse.Namespace) -> Path | None:
+    """``--timing-cache``, checked before the model is built (a bad file is a usage error)."""
+    if args.timing_cache is None:
+        return None
+    if not args.measure_cost:
+        raise UsageError("--timing-cache only goes with --measure-cost (the analytic cost model times nothing)")
+    from fxrep.cost import TimingCache, TimingCacheError
+
+    try:
+        TimingCache.load(args.timing_cache)
+    except TimingCacheError as error:
+        raise UsageError(str(error)) from error
+    return Path(args.timing_cache)
 
 
 def parse_shape(text: str) -> tuple[int, ...]:

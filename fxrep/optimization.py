@@ -22,7 +22,7 @@ from torch import nn
 from torch.fx import GraphModule
 
 from .capture import CaptureMethod, capture, normalize_inputs
-from .errors import EquivalenceError, InvalidModelError
+from .errors import EquivalenceError, FxrepError, InvalidModelError
 from .pass_manager import PassManager
 from .progress import step
 from .report import Report, count_ops, count_parameters
@@ -35,6 +35,8 @@ def optimize(
     example_inputs: Any = None,
     *,
     passes: Sequence[Any] | None = None,
+    cost: str | Any = None,
+    timing_cache: str | Path | None = None,
     verify: bool = True,
     capture_method: CaptureMethod = "auto",
     dynamic_batch: bool = False,
@@ -54,6 +56,14 @@ def optimize(
             ``torch.export`` and verifies the result; without them it uses ``torch.fx.symbolic_trace``
             and cannot verify.
         passes: the pipeline (default ``fxrep.passes.default_pipeline()``); mix built-in and custom passes.
+        cost: what the default pipeline's decisions are costed with: "analytic" (the default,
+            ``fxrep.cost.CostModel()``), "measure" (``fxrep.cost.MeasuredCostModel``: every op a
+            decision compares is timed on the model's device at the captured shapes, once per
+            timing cache) or any cost model object with ``seconds(signature)`` and
+            ``node_seconds(node)``. Not combinable with ``passes=``: give your passes their
+            ``cost_model`` instead (an error says so).
+        timing_cache: with ``cost="measure"``, the JSON timing cache file to reuse and extend
+            (created if missing); the same file gives the same decisions.
         verify: compare outputs on the example inputs and on random inputs of the same shape.
         capture_method: "auto", "export" or "symbolic_trace" (the other method is tried if one fails).
         dynamic_batch: export with a dynamic batch dimension (and verify at another batch size too).
@@ -76,7 +86,8 @@ def optimize(
         raise InvalidModelError("pass either dynamic_batch=True or dynamic_shapes, not both")
     if dynamic_batch:
         dynamic_shapes = _dynamic_batch_shapes(inputs)
-    pipeline = _pipeline(passes)
+    cost_model = _cost_model(cost, timing_cache, passes, model, inputs)
+    pipeline = _pipeline(passes, cost_model)
 
     start = time.perf_counter()
     with step("capturing the model", progress):
@@ -92,6 +103,8 @@ def optimize(
         run = manager.run(gm)
     timings["passes"] = time.perf_counter() - start
     report.passes = Report.summarize(run, gm)
+    if _is_measured(cost_model):
+        report.notes.append(cost_model.describe())
     report.converged, report.iterations = run.converged, run.iterations
     report.ops_after, report.parameters_after = count_ops(gm), count_parameters(gm)
 
@@ -163,11 +176,49 @@ def check_inputs_have_values(inputs: tuple[Any, ...] | None) -> None:
         )
 
 
-def _pipeline(passes: Sequence[Any] | None) -> list[Any]:
+def _cost_model(cost: Any, timing_cache: str | Path | None, passes: Sequence[Any] | None, model: nn.Module,
+                inputs: tuple[Any, ...] | None) -> Any:
+    """The cost model of the default pipeline (None: the passes' own default), or a clear error."""
+    if cost is None and timing_cache is None:
+        return None
+    if passes is not None:
+        raise InvalidModelError(
+            "cost= and timing_cache= choose the cost model of the default pipeline, so they cannot be combined "
+            "with passes=; give your passes the cost model instead, e.g. "
+            "CollapseLinearRegions(cost_model=fxrep.cost.MeasuredCostModel('timings.json')), or build them with "
+            "fxrep.passes.default_pipeline(cost_model=...)")
+    from .cost import cost_model_for
+
+    device, dtype = _device_and_dtype(model, inputs)
+    try:
+        return cost_model_for(cost, timing_cache, device=device, dtype=dtype)
+    except ValueError as error:
+        if isinstance(error, FxrepError):
+            raise
+        raise InvalidModelError(str(error)) from error
+
+
+def _is_measured(cost_model: Any) -> bool:
+    from .cost import MeasuredCostModel
+
+    return isinstance(cost_model, MeasuredCostModel)
+
+
+def _device_and_dtype(model: nn.Module, inputs: tuple[Any, ...] | None) -> tuple[torch.device, torch.dtype]:
+    """Where the model's activations live and their dtype: the first floating input, else parameter."""
+    tensors = [t for t in inputs or () if isinstance(t, torch.Tensor)]
+    tensors += [t for t in model.parameters()] + [t for t in model.buffers()]
+    for tensor in tensors:
+        if tensor.is_floating_point():
+            return tensor.device, tensor.dtype
+    return torch.device("cpu"), torch.float32
+
+
+def _pipeline(passes: Sequence[Any] | None, cost_model: Any = None) -> list[Any]:
     if passes is None:
         from .passes import default_pipeline  # passes import fxrep's public API, so import lazily
 
-        return default_pipeline()
+        return default_pipeline(cost_model=cost_model)
     if isinstance(passes, str | bytes) or not isinstance(passes, Sequence | Iterable):
         raise InvalidModelError("passes must be a list of passes, e.g. fxrep.passes.default_pipeline()")
     return list(passes)

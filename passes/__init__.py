@@ -12,14 +12,19 @@ from .fold_batchnorm import FoldBatchNorm
 from .fuse_horizontal_convs import FuseHorizontalConvs
 
 
-def default_pipeline() -> list:
+def default_pipeline(cost_model: object | None = None) -> list:
     """A new list of the passes `fxrep.optimize` runs by default, in order.
 
     Parameter-only weights are evaluated first (so convs see constant weights), BatchNorms fold
     into their neighbours, linear regions collapse into the cheapest convs, and convs left reading
-    the same tensor are fused horizontally.
+    the same tensor are fused horizontally. ``cost_model`` (any `fxrep.cost.CostEstimator`, e.g.
+    a `fxrep.cost.MeasuredCostModel`; default: each pass's own analytic `fxrep.cost.CostModel()`)
+    is what both cost-driven passes decide with.
     """
-    return [EvaluateConstantSubgraphs(), FoldBatchNorm(), CollapseLinearRegions(), FuseHorizontalConvs()]
+    if cost_model is None:
+        return [EvaluateConstantSubgraphs(), FoldBatchNorm(), CollapseLinearRegions(), FuseHorizontalConvs()]
+    return [EvaluateConstantSubgraphs(), FoldBatchNorm(), CollapseLinearRegions(cost_model=cost_model),
+            FuseHorizontalConvs(cost_model=cost_model)]
 
 
 __all__ = [

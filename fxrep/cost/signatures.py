@@ -10,16 +10,23 @@ one it talks to.
   (``nd == 0``: ``batch`` is then the number of rows, every position but the features).
 - `PoolSignature`: an average pool (costed like the depthwise conv it equals).
 - `ElementwiseSignature`: add, mul, addcmul, pad, batch norm, ... over ``numel`` output elements
-  reading ``operands`` tensors of that size.
+  reading ``operands`` tensors of that size (``channels``, when known, is the axis a per-channel
+  operand broadcasts along).
+
+Every signature also carries ``dtype`` and ``device`` (torch's names, e.g. ``"float32"``, ``"cuda:0"``),
+None where the asker does not know them: the analytic model ignores both (it uses ``itemsize``); a
+measured model times the op in that dtype on that device, or in its own defaults where None.
 
 `node_signature(node)` describes an existing graph node, so "leave it as it is" is costed through
-the same door as every planned op.
+the same door as every planned op. `signature_fields` / `signature_from_fields` turn a signature
+into plain JSON-able fields and back (the timing cache's keys).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any
 
 import torch
 from torch.fx import Node
@@ -47,13 +54,16 @@ class ConvSignature:
     in_size: tuple[int, ...]
     batch: int
     itemsize: int = 4
+    dtype: str | None = None
+    device: str | None = None
 
     @classmethod
-    def of(cls, conv: ConvMap, in_size: Sequence[int] | None, batch: int, itemsize: int = 4) -> ConvSignature:
+    def of(cls, conv: ConvMap, in_size: Sequence[int] | None, batch: int, itemsize: int = 4, *,
+           dtype: str | None = None, device: str | None = None) -> ConvSignature:
         """The signature of ``conv`` applied to a ``batch`` of inputs of spatial size ``in_size``."""
         size = tuple(in_size) if in_size is not None else (NOMINAL_SPATIAL,) * conv.nd
         return cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                   conv.dilation, conv.groups, size, max(1, int(batch)), itemsize)
+                   conv.dilation, conv.groups, size, max(1, int(batch)), itemsize, dtype, device)
 
     @property
     def nd(self) -> int:
@@ -87,6 +97,11 @@ class ConvSignature:
         return (self.in_channels * _prod(self.in_size) + self.out_channels * _prod(self.out_size)) * self.batch
 
     @property
+    def is_pointwise(self) -> bool:
+        """Every kernel axis 1 (a 1x1 conv, or a Linear)."""
+        return all(k == 1 for k in self.kernel)
+
+    @property
     def is_winograd_shape(self) -> bool:
         """Dense 3x3, stride 1, undilated 2-d: the shape cuDNN/TensorRT run as Winograd."""
         return (self.nd == 2 and self.kernel == (3, 3) and self.stride == (1, 1) and self.dilation == (1, 1)
@@ -113,12 +128,14 @@ class PoolSignature:
     in_size: tuple[int, ...]
     batch: int
     itemsize: int = 4
+    dtype: str | None = None
+    device: str | None = None
 
     def as_depthwise_conv(self) -> ConvSignature:
         """The depthwise conv this pool equals (kernel ``1 / prod(kernel)``, same stride and padding)."""
         return ConvSignature(self.channels, self.channels, self.kernel, self.stride,
                              tuple((p, p) for p in self.padding), (1,) * len(self.kernel), self.channels,
-                             self.in_size, self.batch, self.itemsize)
+                             self.in_size, self.batch, self.itemsize, self.dtype, self.device)
 
     def describe(self) -> str:
         return f"avgpool{'x'.join(map(str, self.kernel))} of {self.channels} channels"
@@ -132,6 +149,9 @@ class ElementwiseSignature:
     numel: int
     operands: int = 1
     itemsize: int = 4
+    channels: int | None = None
+    dtype: str | None = None
+    device: str | None = None
 
     def describe(self) -> str:
         return f"{self.kind} of {self.numel} elements"
@@ -145,10 +165,12 @@ def node_signature(node: Node) -> OpSignature | None:
     if node.op in ("placeholder", "output", "get_attr"):
         return None
     batch, itemsize = batch_and_itemsize(node)
+    dtype, device = dtype_and_device(node)
     conv = Conv.from_node(node)
     if conv is not None and not conv.transposed:
         try:
-            return ConvSignature.of(conv.geometry(), spatial_size(conv.input), batch, itemsize)
+            return ConvSignature.of(conv.geometry(), spatial_size(conv.input), batch, itemsize, dtype=dtype,
+                                    device=device)
         except NotExact:
             pass
     linear = Linear.from_node(node)
@@ -156,22 +178,71 @@ def node_signature(node: Node) -> OpSignature | None:
         out_features = linear.weight.shape[0]
         size = numel(node)
         rows = size // max(1, out_features) if size else batch
-        return ConvSignature(linear.weight.shape[1], out_features, (), (), (), (), 1, (), max(1, rows), itemsize)
+        return ConvSignature(linear.weight.shape[1], out_features, (), (), (), (), 1, (), max(1, rows), itemsize,
+                             dtype, device)
     pool = AvgPool.from_node(node)
     if pool is not None:
         channels = channels_of(pool.input)
         if channels is not None:
             size = spatial_size(pool.input) or (NOMINAL_SPATIAL,) * len(pool.kernel_size)
-            return PoolSignature(channels, pool.kernel_size, pool.stride, pool.padding, size, batch, itemsize)
+            return PoolSignature(channels, pool.kernel_size, pool.stride, pool.padding, size, batch, itemsize,
+                                 dtype, device)
     count = numel(node)
     if count is None:
         count = batch * NOMINAL_SPATIAL ** 2
+    channels = channels_of(node)
     if Pad.from_node(node) is not None:
-        return ElementwiseSignature("pad", count, 1, itemsize)
+        return ElementwiseSignature("pad", count, 1, itemsize, channels, dtype, device)
     if BatchNorm.from_node(node) is not None:
-        return ElementwiseSignature("batchnorm", count, 1, itemsize)
+        return ElementwiseSignature("batchnorm", count, 1, itemsize, channels, dtype, device)
     operands = len([n for n in node.all_input_nodes if n.op != "get_attr"])
-    return ElementwiseSignature(op_kind(node) or "other", count, max(operands, 1), itemsize)
+    return ElementwiseSignature(op_kind(node) or "other", count, max(operands, 1), itemsize, channels, dtype,
+                                device)
+
+
+_SIGNATURE_TYPES: dict[str, type] = {"conv": ConvSignature, "pool": PoolSignature, "elementwise": ElementwiseSignature}
+_CONTEXT_FIELDS = ("dtype", "device")
+
+
+def signature_fields(signature: OpSignature) -> dict[str, Any]:
+    """``signature`` as plain JSON-able fields: ``{"op": "conv" | "pool" | "elementwise", ...}``.
+
+    ``dtype`` and ``device`` are left out: whoever stores the fields records the dtype and device the
+    op actually ran in (the timing cache resolves None to its own defaults).
+    """
+    for name, kind in _SIGNATURE_TYPES.items():
+        if type(signature) is kind:
+            values = {f.name: _plain(getattr(signature, f.name)) for f in fields(signature)
+                      if f.name not in _CONTEXT_FIELDS}
+            return {"op": name, **values}
+    raise TypeError(f"not an op signature: {type(signature).__name__}")
+
+
+def signature_from_fields(values: Mapping[str, Any], *, dtype: str | None = None,
+                          device: str | None = None) -> OpSignature:
+    """The signature `signature_fields` described (``ValueError`` naming what is missing or unknown)."""
+    op = values.get("op")
+    kind = _SIGNATURE_TYPES.get(op) if isinstance(op, str) else None
+    if kind is None:
+        raise ValueError(f"unknown op signature kind {values.get('op')!r} (expected one of {sorted(_SIGNATURE_TYPES)})")
+    arguments = {}
+    for f in fields(kind):
+        if f.name in _CONTEXT_FIELDS:
+            continue
+        if f.name in values:
+            arguments[f.name] = _tuples(values[f.name])
+    try:
+        return kind(**arguments, dtype=dtype, device=device)
+    except TypeError as error:
+        raise ValueError(f"incomplete {values.get('op')} signature {dict(values)}: {error}") from error
+
+
+def _plain(value: Any) -> Any:
+    return [_plain(v) for v in value] if isinstance(value, tuple) else value
+
+
+def _tuples(value: Any) -> Any:
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
 
 
 def numel(node: Node) -> int | None:
@@ -195,6 +266,14 @@ def channels_of(node: Node) -> int | None:
     if value is None or value.dim() < 2 or not isinstance(value.shape[1], int):
         return None
     return value.shape[1]
+
+
+def dtype_and_device(node: Node) -> tuple[str | None, str | None]:
+    """torch's names of ``node``'s recorded dtype and device (``"float32"``, ``"cpu"``), None when unknown."""
+    value = example_value(node)
+    if value is None:
+        return None, None
+    return str(value.dtype).removeprefix("torch."), str(value.device)
 
 
 def batch_and_itemsize(node: Node) -> tuple[int, int]:

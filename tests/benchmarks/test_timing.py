@@ -1,4 +1,4 @@
-"""`_timing.time_rounds` with a pluggable timer, and `time_interleaved` (the CPU benchmarks' entry point) on top of it."""
+"""`_timing.time_rounds` with a pluggable timer, and `time_interleaved` (the CPU benchmarks' entry) on top of it."""
 
 from __future__ import annotations
 

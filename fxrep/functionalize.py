@@ -13,21 +13,20 @@ i.e. every reader of ``x`` after the in-place op reads the op's result, and the 
 That is only equivalent when ``x`` is not a view of another tensor (or viewed by one), and not a
 graph input, parameter or buffer (whose mutation the caller would see); such graphs raise
 `UnsafeMutation`, and capture falls back to torch.export.
+
+Which nodes are in place and what their out-of-place form is comes from `fxrep.ops.inplace`, the
+table the torch.compile backend and the final stage's re-inplacing use too.
 """
 
 from __future__ import annotations
 
-import inspect
 import operator
-from collections.abc import Callable
-from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch.fx import GraphModule, Node
 
-_IN_PLACE_OPERATORS = {operator.iadd: operator.add, operator.isub: operator.sub, operator.imul: operator.mul,
-                       operator.itruediv: operator.truediv}
+from .ops.inplace import InPlaceCall, in_place_call
+
 _VIEW_METHODS = frozenset({
     "view", "view_as", "reshape", "reshape_as", "flatten", "transpose", "permute", "t", "unsqueeze", "squeeze",
     "expand", "expand_as", "narrow", "select", "unfold", "diagonal", "as_strided", "detach", "contiguous",
@@ -47,26 +46,36 @@ class UnsafeMutation(ValueError):
 def functionalize_inplace(gm: GraphModule) -> int:
     """Rewrite every in-place op of ``gm`` out of place (module docstring); returns how many."""
     order = {node: index for index, node in enumerate(gm.graph.nodes)}
-    fixes: list[Callable[[], None]] = []
+    calls: list[InPlaceCall] = []
     for node in list(gm.graph.nodes):
-        found = _in_place(gm, node)
-        if found is None:
+        call = in_place_call(node, gm)
+        if call is None:
             continue
-        mutated, make_out_of_place = found
-        _check_safe(node, mutated)
-        for user in list(mutated.users):
+        if call.out_of_place is None:
+            raise UnsafeMutation(_no_out_of_place(call))
+        _check_safe(node, call.mutated)
+        for user in list(call.mutated.users):
             if user is not node and order[user] > order[node]:
-                user.replace_input_with(mutated, node)
-        fixes.append(make_out_of_place)
-    for fix in fixes:
-        fix()
-    if fixes:
+                user.replace_input_with(call.mutated, node)
+        calls.append(call)
+    for call in calls:
+        call.out_of_place.apply(call.node)
+    if calls:
         gm.graph.lint()
         gm.recompile()
-    return len(fixes)
+    return len(calls)
 
 
-def _check_safe(node: Node, mutated: Any) -> None:
+def _no_out_of_place(call: InPlaceCall) -> str:
+    name, target = call.node.name, call.node.target
+    if target is operator.setitem:
+        return f"{name} assigns into a slice of {getattr(call.mutated, 'name', call.mutated)}"
+    if isinstance(target, torch._ops.OpOverload):
+        return f"{name} ({call.description}) writes into its arguments in place"
+    return f"{name} calls {call.description} in place, which has no out-of-place form"
+
+
+def _check_safe(node: Node, mutated: object) -> None:
     if not isinstance(mutated, Node):
         raise UnsafeMutation(f"{node.name} mutates a constant in place")
     if mutated.op in ("placeholder", "get_attr"):
@@ -88,75 +97,3 @@ def _is_view(node: Node) -> bool:
         except TypeError:
             return False
     return False
-
-
-def _in_place(gm: GraphModule, node: Node) -> tuple[Any, Callable[[], None]] | None:
-    """``(mutated argument, function making the node out of place)`` for an in-place node, else None."""
-    if not node.args:
-        return None
-    first = node.args[0]
-    if node.op == "call_module":
-        module = gm.get_submodule(str(node.target))
-        if getattr(module, "inplace", False) is True:
-            return first, lambda: setattr(module, "inplace", False)
-        return None
-    if node.op == "call_method":
-        name = str(node.target)
-        if name.endswith("_") and not name.startswith("_"):
-            if not hasattr(torch.Tensor, name[:-1]):
-                raise UnsafeMutation(f"{node.name} calls .{name}() in place, which has no out-of-place form")
-            return first, lambda: setattr(node, "target", name[:-1])
-        return None
-    if node.op != "call_function":
-        return None
-    target = node.target
-    if isinstance(target, torch._ops.OpOverload):
-        return _in_place_aten(node, target)
-    if target in _IN_PLACE_OPERATORS:
-        return first, lambda: setattr(node, "target", _IN_PLACE_OPERATORS[target])
-    if target is operator.setitem:
-        raise UnsafeMutation(f"{node.name} assigns into a slice of {getattr(first, 'name', first)}")
-    name = getattr(target, "__name__", "")
-    for namespace in (torch, F):
-        if getattr(namespace, name, None) is target and name.endswith("_") and not name.startswith("_"):
-            out_of_place = getattr(namespace, name[:-1], None)
-            if out_of_place is None:
-                raise UnsafeMutation(f"{node.name} calls {name} in place, which has no out-of-place form")
-            return first, lambda replacement=out_of_place: setattr(node, "target", replacement)
-    return _in_place_keyword(node, target)
-
-
-def _in_place_keyword(node: Node, target: Any) -> tuple[Any, Callable[[], None]] | None:
-    """Functions such as ``F.relu(x, inplace=True)``."""
-    try:
-        signature = inspect.signature(target)
-    except (TypeError, ValueError):
-        return None
-    if "inplace" not in signature.parameters:
-        return None
-    try:
-        bound = signature.bind(*node.args, **node.kwargs)
-    except TypeError:
-        return None
-    if bound.arguments.get("inplace") is not True:
-        return None
-    bound.arguments["inplace"] = False
-
-    def out_of_place() -> None:
-        node.args, node.kwargs = tuple(bound.args), dict(bound.kwargs)
-
-    return node.args[0], out_of_place
-
-
-def _in_place_aten(node: Node, target: torch._ops.OpOverload) -> tuple[Any, Callable[[], None]] | None:
-    schema = target._schema
-    if not schema.is_mutable:
-        return None
-    first = schema.arguments[0] if schema.arguments else None
-    written = [a for a in schema.arguments if a.alias_info is not None and a.alias_info.is_write]
-    name = schema.name.split("::")[-1]
-    packet = getattr(torch.ops.aten, name[:-1], None) if name.endswith("_") else None
-    out_of_place = getattr(packet, target._overloadname, None) if packet is not None else None
-    if written != [first] or out_of_place is None:
-        raise UnsafeMutation(f"{node.name} ({schema.name}) writes into its arguments in place")
-    return node.args[0], lambda: setattr(node, "target", out_of_place)

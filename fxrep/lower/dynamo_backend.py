@@ -33,18 +33,17 @@ not be optimized), so callers and tests can see what was folded.
 from __future__ import annotations
 
 import logging
-import operator
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.fx import Graph, GraphModule, Node
 
 from fxrep.lower.errors import LoweringError
+from fxrep.ops.inplace import written_arguments
 
 __all__ = ["fxrep_backend", "last_report"]
 
@@ -65,13 +64,6 @@ _OPTION_DEFAULTS: dict[str, Any] = {
     "strict": False,
     "mode": None,
 }
-
-_INPLACE_OPERATORS = frozenset({
-    operator.iadd, operator.isub, operator.imul, operator.itruediv, operator.ifloordiv, operator.imod,
-    operator.ipow, operator.iand, operator.ior, operator.ixor, operator.ilshift, operator.irshift,
-    operator.imatmul, operator.setitem,
-})
-
 
 def fxrep_backend(gm: GraphModule, example_inputs: Sequence[Any], **options: Any) -> Callable[..., Any]:
     """A Dynamo backend: bind module state as constants, run fxrep's passes, compile with the target.
@@ -227,27 +219,12 @@ def _is_module_state(node: Node, value: Any) -> bool:
 
 
 def _mutated_nodes(graph: Graph) -> set[Node]:
-    """Nodes that some op of the graph writes to in place (these must stay inputs)."""
+    """Nodes that some op of the graph writes to in place (these must stay inputs; `fxrep.ops.inplace`)."""
     mutated: set[Node] = set()
     for node in graph.nodes:
-        if node.op not in ("call_function", "call_method"):
-            continue
-        name = node.target if node.op == "call_method" else getattr(node.target, "__name__", "")
-        inplace = (node.target in _INPLACE_OPERATORS
-                   or (isinstance(name, str) and name.endswith("_") and not name.startswith("_")))
-        if inplace and node.args and isinstance(node.args[0], Node):
-            mutated.add(node.args[0])
-        out = node.kwargs.get("out")
-        if isinstance(out, Node):
-            mutated.add(out)
-        if node.target is F.batch_norm and _batch_norm_training(node):
-            mutated.update(arg for arg in node.args[1:3] if isinstance(arg, Node))
+        if node.op in ("call_function", "call_method"):
+            mutated.update(written_arguments(node))
     return mutated
-
-
-def _batch_norm_training(node: Node) -> bool:
-    training = node.kwargs.get("training", node.args[5] if len(node.args) > 5 else False)
-    return bool(training)
 
 
 def _bind_constants(gm: GraphModule, constants: dict[int, torch.Tensor]) -> GraphModule:

@@ -17,12 +17,13 @@ are smaller grids of the same kinds, "tiny" for dry runs). Shapes whose MACs exc
 are left out.
 
 `signature` is the op as `fxrep.cost` describes it (the question every cost model answers), and
-`features` says what the analytic `fxrep.cost.CostModel` charges it for, read from the model itself:
-the estimate is linear in (1 / macs_per_second, 1 / (macs_per_second * winograd_speedup),
-1 / grouped_macs_per_second, 1 / bytes_per_second, seconds_per_op), so the estimate under a target
-that sets one of these to 1 and the others to 0 is that feature (dense MACs, Winograd-shape MACs,
-grouped MACs, bytes moved, ops). A least-squares fit over measured times then gives the constants
-(``benchmarks/bench_cost_model.py``'s `fit_target`). `build` makes the tensors and the call for one
+`features` says what the analytic `fxrep.cost.CostModel` charges it for under a *simple* target (the
+five constants a `Target` needs, every refinement neutral: the form of fxrep's GPU target), read
+from the model itself: that estimate is linear in (1 / macs_per_second, 1 / (macs_per_second *
+winograd_speedup), 1 / grouped_macs_per_second, 1 / bytes_per_second, seconds_per_op), so the
+estimate under a simple target that sets one of these to 1 and the others to 0 is that feature
+(dense MACs, Winograd-shape MACs, grouped MACs, bytes moved, ops). A least-squares fit over measured
+times then gives the five constants (``benchmarks/bench_cost_model.py``'s `fit_target`). `build` makes the tensors and the call for one
 device, dtype and memory format.
 """
 
@@ -30,12 +31,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 
 from fxrep.cost import (
-    CPU,
     GROUPED_DENSE_THRESHOLD,
     ConvSignature,
     CostModel,
@@ -197,11 +197,18 @@ def estimate(spec: OpSpec, model: CostModel, itemsize: int) -> float:
     return model.seconds(signature(spec, itemsize))
 
 
+def simple(target: Target) -> Target:
+    """``target``'s five simple-model constants alone (every refinement at its neutral default)."""
+    return Target(f"{target.name} (simple)", macs_per_second=target.macs_per_second,
+                  grouped_macs_per_second=target.grouped_macs_per_second, bytes_per_second=target.bytes_per_second,
+                  seconds_per_op=target.seconds_per_op, winograd_speedup=target.winograd_speedup)
+
+
 def _basis(**unit: float) -> CostModel:
-    """A target whose estimate is one feature: the given constants as given, every other term off."""
+    """A simple target whose estimate is one feature: the given constants as given, every other term off."""
     off = {"macs_per_second": math.inf, "grouped_macs_per_second": math.inf, "bytes_per_second": math.inf,
            "seconds_per_op": 0.0, "winograd_speedup": 1.0}
-    return CostModel(replace(CPU, name="basis", **{**off, **unit}))
+    return CostModel(Target("basis", **{**off, **unit}))
 
 
 _DENSE = _basis(macs_per_second=1.0, winograd_speedup=math.inf)
@@ -224,7 +231,7 @@ def features(spec: OpSpec, itemsize: int) -> dict[str, float]:
 
 
 def linear_estimate(values: dict[str, float], target: Target) -> float:
-    """The estimate rebuilt from `features` and ``target``'s constants (equals `estimate` while the model is linear)."""
+    """The simple model's estimate from `features` and ``target``'s five constants (= `estimate` of `simple`)."""
     weights = {"dense_macs": 1.0 / target.macs_per_second,
                "wino_macs": 1.0 / (target.macs_per_second * target.winograd_speedup),
                "grouped_macs": 1.0 / target.grouped_macs_per_second,

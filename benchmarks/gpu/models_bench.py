@@ -4,7 +4,10 @@ For each (network, dtype, batch) of the plan, four variants (`networks.py` says 
 and put on the device, all channels_last):
 
 - (a) the training form;
-- (b) ``fxrep.optimize`` of (a), with that batch's example input (verification on);
+- (b) ``fxrep.optimize`` of (a), with that batch's example input (verification on); the weights of
+  the convs it emits come back NCHW-contiguous whatever the layout of (a)'s, so (b) is converted to
+  channels_last like the other variants (the structure table shows both layouts; the compile
+  section, where the backend folds the weights itself, cannot convert them);
 - (c) the official hand conversion;
 - (c2) a deep copy of (c) timed as if it were another variant: an A/A control whose ratio to (c)
   shows the noise floor of the method;
@@ -92,14 +95,15 @@ def measure(network: str, model: torch.nn.Module, hand: torch.nn.Module, plan: P
         start = time.perf_counter()
         optimized = fxrep.optimize(training, (x,))
         result.optimize_seconds = time.perf_counter() - start
-    optimized = optimized.to(memory_format=torch.channels_last)
+    returned = "{}/{}".format(*conv_weights_channels_last(optimized))
+    optimized = optimized.to(memory_format=torch.channels_last)  # as every other variant (see above)
     variants = {TRAINING: training, FXREP: optimized, HAND: converted, CONTROL: copy.deepcopy(converted)}
     with torch.inference_mode(), exact_convs():
         reference = training(x)
         for name, module in variants.items():
             result.convs[name] = conv_count(module)
             last, total = conv_weights_channels_last(module)
-            result.channels_last[name] = f"{last}/{total}"
+            result.channels_last[name] = f"{last}/{total}" + (f" (returned: {returned})" if name == FXREP else "")
             if name != TRAINING:
                 result.rel_errors[name] = max_errors(reference.float(), module(x).float())[1]
     fns = {name: (lambda module=module: module(x)) for name, module in variants.items()}

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import op_set
 import pytest
 import torch
 
-from fxrep.cost import CPU, GPU, CostModel
+from fxrep.cost import CPU, GPU, CostModel, Target
 
 
 def test_full_set_covers_the_kinds_and_shapes_of_the_gpu_fit() -> None:
@@ -47,12 +48,15 @@ def test_features_of_known_ops() -> None:
 
 
 @pytest.mark.parametrize("itemsize", [2, 4])
-def test_features_rebuild_the_cost_models_estimate(itemsize: int) -> None:
-    """The cost model is linear in its constants: the features recover its estimate for any target."""
+def test_features_rebuild_the_cost_models_estimate_for_simple_targets(itemsize: int) -> None:
+    """The simple model is linear in its five constants: the features recover its estimate for any of them."""
+    other = Target("other", macs_per_second=3e12, grouped_macs_per_second=7e10, bytes_per_second=9e11,
+                   seconds_per_op=2e-5, winograd_speedup=3.0)
+    assert op_set.simple(GPU) == replace(GPU, name="gpu (simple)", source="")  # fxrep's GPU target is simple
     for spec in op_set.op_specs("tiny") + op_set.op_specs("quick"):
         values = op_set.features(spec, itemsize)
         assert all(v >= 0 for v in values.values())
-        for target in (CPU, GPU):
+        for target in (GPU, other, op_set.simple(CPU)):
             expected = op_set.estimate(spec, CostModel(target), itemsize)
             assert math.isclose(op_set.linear_estimate(values, target), expected, rel_tol=1e-9), spec.label
 

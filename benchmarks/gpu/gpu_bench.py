@@ -19,8 +19,8 @@ Files (at most 8, the device tool's limit; suffix "_quick" / "_dry_run" by mode)
 ``gpu_fit.md``, ``gpu_fit.csv`` and ``gpu_bench.log`` (this run's output). The folder is ``--out``,
 else $OUT, else ``benchmarks/results/`` (a dry run: a temporary folder).
 
-``--dry-run`` runs the same code on the CPU with tiny sizes and the host's wall clock, to test the
-script where no GPU is; its figures mean nothing. Exit codes: 0 every section complete, 1 some
+``--dry-run`` runs the same code on the CPU (one thread) with tiny sizes and the host's wall clock,
+to test the script where no GPU is; its figures mean nothing. Exit codes: 0 every section complete, 1 some
 configuration failed or was skipped for time (the rest is still written), 2 cannot run here.
 """
 
@@ -102,6 +102,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     mode = "dry-run" if args.dry_run else "quick" if args.quick else "full"
     device = args.device or ("cpu" if args.dry_run else "cuda")
+    if device == "cpu":  # a dry run on a shared CPU: OpenMP threads spinning against other processes slow ops ~100x
+        with contextlib.suppress(ImportError):  # (no torch: the preflight says so)
+            import torch
+
+            torch.set_num_threads(1)
     try:
         info = preflight.check(device, args.dry_run)
     except preflight.CannotRun as error:
@@ -128,7 +133,8 @@ def run(plan, args: argparse.Namespace, info: dict[str, str], out: pathlib.Path)
     host = machine_info()
     info = {"date": host.pop("date"), "mode": plan.mode, **info,
             "cudnn.benchmark": str(torch.backends.cudnn.benchmark), "clock": clock,
-            "host cpu": host["cpu"], "host logical cpus": host["logical cpus"], "command": host["command"],
+            "host cpu": host["cpu"], "host logical cpus": host["logical cpus"],
+            "torch threads": str(torch.get_num_threads()), "command": host["command"],
             "time budget of the sections": f"{plan.budget_seconds:g} s"}
     print("\n".join(f"{key}: {value}" for key, value in info.items()), flush=True)
     budget = Budget(plan.budget_seconds)

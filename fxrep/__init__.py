@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .errors import CaptureError, EquivalenceError, FxrepError, InvalidModelError, PassError
+from .errors import CaptureError, EquivalenceError, FxrepError, InputShapeError, InvalidModelError, PassError
 
 __version__ = "0.1.0"
 
@@ -50,4 +50,5 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
 
 
-__all__ = ["CaptureError", "EquivalenceError", "FxrepError", "InvalidModelError", "PassError", *_LAZY]
+__all__ = ["CaptureError", "EquivalenceError", "FxrepError", "InputShapeError", "InvalidModelError", "PassError",
+           *_LAZY]

@@ -46,6 +46,13 @@ LEVEL_KEY = "fxrep_level"
 GUARDED_KEY = "fxrep_shape_guards"
 """``gm.meta[GUARDED_KEY]`` is True when the graph checks its input shapes (torch.export guards), so
 rewrites that are exact only for the traced static sizes are safe; symbolic_trace graphs run on any size."""
+RANGES_KEY = "fxrep_input_ranges"
+"""``gm.meta[RANGES_KEY]``: ``{symbol name: (lowest, highest or None)}`` of each dynamic input size of a
+torch.export capture (its range constraints, which the unlifted module does not keep), for the lean
+forward's input check (`fxrep.lean`)."""
+INPUT_GUARDS_KEY = "fxrep_input_guards"
+"""``gm.meta[INPUT_GUARDS_KEY]``: the guards torch.export put on dynamic input sizes beyond their ranges
+(``Eq(Mod(s0, 2), 0)``), as strings, recorded before any pass runs."""
 
 
 @dataclass
@@ -162,7 +169,24 @@ def _export(model: nn.Module, example_inputs: tuple[Any, ...] | None, dynamic_sh
     program = torch.export.export(model, example_inputs, strict=False, dynamic_shapes=dynamic_shapes)
     if not _is_functional(program):
         program = program.run_decompositions({})
-    return program.module()
+    gm = program.module()
+    gm.meta[RANGES_KEY] = {str(symbol): (_bound(limits.lower) or 0, _bound(limits.upper))
+                           for symbol, limits in program.range_constraints.items()}
+    gm.meta[INPUT_GUARDS_KEY] = _size_guards(gm)
+    return gm
+
+
+def _size_guards(gm: GraphModule) -> list[str]:
+    for node in gm.graph.find_nodes(op="placeholder"):
+        shape_env = getattr(getattr(node.meta.get("val"), "fake_mode", None), "shape_env", None)
+        if shape_env is not None:
+            return [str(guard.expr) for guard in shape_env.guards]
+    return []
+
+
+def _bound(limit: Any) -> int | None:
+    """A range limit as an int, None when it is unbounded (sympy's infinities)."""
+    return int(limit) if getattr(limit, "is_Integer", False) else None
 
 
 def _is_functional(program: torch.export.ExportedProgram) -> bool:

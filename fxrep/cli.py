@@ -98,8 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
     optimize.add_argument("--pictures", metavar="DIR",
                           help="draw the graph before and after into DIR (large graphs: an overview grouped by "
                                "module and one picture per part); a drawing problem only warns")
-    optimize.add_argument("--dynamic-batch", action="store_true",
-                          help="any batch size: optimize, save, ONNX and engine (batch 1..max(32, N)) with a dynamic batch")
+    batch = optimize.add_mutually_exclusive_group()
+    batch.add_argument("--static-batch", dest="batch", action="store_const", const="static",
+                       help="capture the input shapes as given (default: a dynamic batch when the model allows it, "
+                            "then save, ONNX and engine (batch 1..max(32, N)) take any batch size)")
+    batch.add_argument("--dynamic-batch", dest="batch", action="store_const", const="dynamic",
+                       help="insist on a dynamic batch: an error if the model specializes on the batch size")
     optimize.add_argument("--no-verify", dest="verify", action="store_false", help="skip the numerical check")
     optimize.add_argument("--measure-cost", action="store_true",
                           help="decide by timing each candidate op on this machine instead of the analytic cost model")
@@ -131,7 +135,7 @@ def _run_optimize(args: argparse.Namespace) -> int:
     import torch
 
     from fxrep import demo
-    from fxrep.optimization import optimize
+    from fxrep.optimization import batch_is_dynamic, optimize
     from fxrep.progress import step
 
     dtype = getattr(torch, args.dtype)
@@ -144,7 +148,9 @@ def _run_optimize(args: argparse.Namespace) -> int:
     inputs = tuple(torch.randn(shape, generator=generator).to(dtype) for shape in shapes)
 
     cost = {"cost": "measure", "timing_cache": timing_cache} if args.measure_cost else {}
-    optimized = optimize(model, inputs, verify=args.verify, dynamic_batch=args.dynamic_batch, progress=True, **cost)
+    dynamic_batch = {"static": False, "dynamic": True}.get(args.batch)
+    optimized = optimize(model, inputs, verify=args.verify, dynamic_batch=dynamic_batch, progress=True, **cost)
+    dynamic = args.batch == "dynamic" or batch_is_dynamic(optimized)
     print(optimized.fxrep_report)
     print()
     if args.report:
@@ -152,16 +158,16 @@ def _run_optimize(args: argparse.Namespace) -> int:
         print(f"wrote the report: {args.report}")
     if args.save:
         with step("saving the optimized module (torch.export)"):
-            demo.save_optimized(optimized, inputs, args.save, dynamic_batch=args.dynamic_batch)
+            demo.save_optimized(optimized, inputs, args.save, dynamic_batch=dynamic)
         print(f"wrote the optimized module: {args.save} (load with torch.export.load(path).module())")
     if args.pictures:
         _write_pictures(model, inputs, optimized, args.pictures)
     if args.onnx:
-        check = demo.export_checked_onnx(optimized, inputs, args.onnx, dynamic_batch=args.dynamic_batch)
+        check = demo.export_checked_onnx(optimized, inputs, args.onnx, dynamic_batch=dynamic)
         print(f"wrote ONNX: {args.onnx} ({check})")
     if args.engine:
         batch = shapes[0][0] if shapes[0] else 1
-        batch_range = (1, batch, max(32, batch)) if args.dynamic_batch else None
+        batch_range = (1, batch, max(32, batch)) if dynamic else None
         from fxrep.lower.tensorrt_runtime import PRECISIONS as PRECISION_DTYPES
 
         same_dtype = PRECISION_DTYPES[args.precision] == dtype

@@ -48,3 +48,16 @@ class EquivalenceError(FxrepError):
         self.max_rel = max_rel
         self.tolerance = tolerance
         super().__init__(message)
+
+
+class InputShapeError(FxrepError, ValueError):
+    """An optimized module was called with inputs of a shape (or value) it was not captured for.
+
+    ``expected`` holds the captured shape of each input (dynamic sizes by name, such as ``"batch"``),
+    ``got`` the shapes of the call; the message says what to pass to `fxrep.optimize` instead.
+    """
+
+    def __init__(self, message: str, *, expected: tuple[object, ...] = (), got: tuple[object, ...] = ()) -> None:
+        self.expected = expected
+        self.got = got
+        super().__init__(message)

@@ -1,6 +1,11 @@
-"""`fxrep.optimize`: capture, rewrite, verify, report.
+"""`fxrep.optimize`: capture, rewrite, write the lean forward, verify, report.
 
-    model --capture--> GraphModule --passes (fixed point)--> plain GraphModule --verify--> Report
+    model --capture--> GraphModule --passes (fixed point)--> plain GraphModule --lean--> module --verify--> Report
+
+With example inputs the capture has a dynamic batch dimension unless the model specializes on the
+batch size (then it is static, and the report says why). The final stage (`fxrep.lean`) writes the
+returned module's forward with fast entry points, in-place activations and one input-shape check;
+verification runs on that module, the one returned.
 
 The returned GraphModule has inference semantics (BatchNorm uses running statistics) and carries
 its `Report` as ``gm.fxrep_report``. The caller's model is never changed: capture works on a deep
@@ -21,8 +26,9 @@ import torch
 from torch import nn
 from torch.fx import GraphModule
 
-from .capture import CaptureMethod, capture, normalize_inputs
-from .errors import EquivalenceError, FxrepError, InvalidModelError
+from .capture import Capture, CaptureMethod, capture, normalize_inputs, shapes_are_guarded
+from .errors import CaptureError, EquivalenceError, FxrepError, InvalidModelError
+from .lean import make_lean, summarize
 from .pass_manager import PassManager
 from .progress import step
 from .report import Report, count_ops, count_parameters
@@ -39,8 +45,9 @@ def optimize(
     timing_cache: str | Path | None = None,
     verify: bool = True,
     capture_method: CaptureMethod = "auto",
-    dynamic_batch: bool = False,
+    dynamic_batch: bool | None = None,
     dynamic_shapes: Any = None,
+    lean: bool = True,
     tolerance: float | None = None,
     random_inputs: int = 2,
     max_iterations: int = 8,
@@ -67,8 +74,15 @@ def optimize(
         verify: compare outputs on the example inputs and on random inputs of the same shape.
         capture_method: "auto", "export" or "symbolic_trace" (the other method is tried if one fails).
         dynamic_batch: export with a dynamic batch dimension (and verify at another batch size too).
+            The default (None) does so whenever example inputs are given to torch.export, and falls
+            back to the example's static shapes, with a note in the report, when the model
+            specializes on the batch size; True insists (no fallback), False captures static shapes.
         dynamic_shapes: ``torch.export`` dynamic shapes, for other dynamic dimensions (advanced;
             rewrites whose exactness depends on a dynamic size are then refused).
+        lean: write the returned module's forward for speed (`fxrep.lean`: fast entry points
+            instead of ``torch.ops.aten`` calls, in-place element-wise ops where alias analysis
+            allows, flat attributes, one input-shape check raising `fxrep.InputShapeError`);
+            False returns the passes' module with torch.fx's own code.
         tolerance: override the dtype's relative tolerance.
         random_inputs: how many random input sets verification uses besides the examples.
         max_iterations: rounds of the pass pipeline before giving up on a fixed point.
@@ -84,14 +98,13 @@ def optimize(
     check_inputs_have_values(inputs)
     if dynamic_batch and dynamic_shapes is not None:
         raise InvalidModelError("pass either dynamic_batch=True or dynamic_shapes, not both")
-    if dynamic_batch:
-        dynamic_shapes = _dynamic_batch_shapes(inputs)
     cost_model = _cost_model(cost, timing_cache, passes, model, inputs)
     pipeline = _pipeline(passes, cost_model)
 
     start = time.perf_counter()
     with step("capturing the model", progress):
-        captured = capture(model, inputs, method=capture_method, dynamic_shapes=dynamic_shapes)
+        captured, dynamic_batch, dynamic_shapes = _capture(model, inputs, capture_method, dynamic_batch,
+                                                           dynamic_shapes, verify)
     timings["capture"] = time.perf_counter() - start
     gm = captured.graph_module
     report = Report(capture=captured.method, notes=list(captured.notes), ops_before=count_ops(gm),
@@ -108,17 +121,26 @@ def optimize(
     report.converged, report.iterations = run.converged, run.iterations
     report.ops_after, report.parameters_after = count_ops(gm), count_parameters(gm)
 
+    final = gm
+    if lean:
+        start = time.perf_counter()
+        final = make_lean(gm)
+        report.notes.append(summarize(final).describe())
+        timings["lean"] = time.perf_counter() - start
+
     if verify:
         start = time.perf_counter()
         with step("verifying against the original model", progress):
-            report.verification = _verify(model, gm, inputs, tolerance, random_inputs, dynamic_batch)
+            report.verification = _verify(model, final, inputs, tolerance, random_inputs, dynamic_batch)
         timings["verify"] = time.perf_counter() - start
         if not report.verification.passed and report.verification.skipped is None:
+            if final is not gm and _verify(model, gm, inputs, tolerance, random_inputs, dynamic_batch).passed:
+                _raise_lean_error(report.verification)
             _raise_equivalence_error(model, inputs, report.verification, pipeline, capture_method, dynamic_shapes,
                                      tolerance, random_inputs, dynamic_batch, max_iterations)
     report.seconds = timings
-    gm.fxrep_report = report
-    return gm
+    final.fxrep_report = report
+    return final
 
 
 def report_of(gm: GraphModule) -> Report:
@@ -127,6 +149,19 @@ def report_of(gm: GraphModule) -> Report:
     if report is None:
         raise ValueError("this module was not produced by fxrep.optimize (it has no fxrep_report)")
     return report
+
+
+def batch_is_dynamic(gm: GraphModule) -> bool:
+    """Whether a module returned by `optimize` was captured with a dynamic batch (it takes any batch size).
+
+    False for static captures, and for graphs captured without torch.export, whose sizes fxrep does
+    not know (re-export them with the batch size they will run at).
+    """
+    if not shapes_are_guarded(gm):
+        return False
+    values = [node.meta.get("val") for node in gm.graph.find_nodes(op="placeholder")]
+    tensors = [value for value in values if isinstance(value, torch.Tensor) and value.dim() > 0]
+    return bool(tensors) and all(not isinstance(value.shape[0], int) for value in tensors)
 
 
 def check_finite(model: nn.Module) -> None:
@@ -229,6 +264,79 @@ def _dynamic_batch_shapes(inputs: tuple[Any, ...] | None) -> Any:
         raise InvalidModelError("dynamic_batch=True needs example_inputs to export with")
     batch = torch.export.Dim("batch", min=1)
     return tuple({0: batch} if isinstance(t, torch.Tensor) and t.dim() > 0 else None for t in inputs)
+
+
+def _capture(model: nn.Module, inputs: tuple[Any, ...] | None, method: CaptureMethod, dynamic_batch: bool | None,
+             dynamic_shapes: Any, verify: bool) -> tuple[Capture, bool, Any]:
+    """Capture with a dynamic batch when asked, or by default (`optimize`'s ``dynamic_batch``).
+
+    Returns the capture, whether its batch is dynamic, and the dynamic shapes it was exported with.
+    By default, a model that torch.export cannot capture with a dynamic batch (a constraint
+    violation: the code specializes on the batch size) or whose capture differs from it at another
+    batch size is captured with the example's static shapes, and a note says why; with
+    ``dynamic_batch=True`` that is an `InvalidModelError`.
+    """
+    by_default = dynamic_batch is None
+    if by_default:
+        dynamic_batch = (inputs is not None and dynamic_shapes is None and method != "symbolic_trace"
+                         and not (isinstance(model, GraphModule) and method == "auto"))
+    if not dynamic_batch:
+        return capture(model, inputs, method=method, dynamic_shapes=dynamic_shapes), False, dynamic_shapes
+    batch_shapes = _dynamic_batch_shapes(inputs)
+    if not by_default:
+        captured = capture(model, inputs, method=method, dynamic_shapes=batch_shapes)
+        reason = _batch_mismatch(model, captured.graph_module, inputs) if verify else None
+        if reason is not None:
+            raise InvalidModelError(
+                f"dynamic_batch=True, but the model specializes on the batch size: {reason}. What to do: leave "
+                "dynamic_batch at its default (fxrep then captures the example's static shapes) or pass "
+                "dynamic_batch=False, or remove the batch-size constants from the model (view/reshape with -1 or "
+                "x.shape[0]).")
+        captured.notes.append("dynamic batch: captured with a dynamic batch dimension (dynamic_batch=True)")
+        return captured, True, batch_shapes
+    try:  # torch.export alone: a failure here is about the dynamic batch only if a static export works
+        captured = capture(model, inputs, method="export", dynamic_shapes=batch_shapes)
+        reason = _batch_mismatch(model, captured.graph_module, inputs) if verify else None
+    except CaptureError as error:
+        reason = "; ".join(why for _, why in error.attempts)
+    if reason is None:
+        captured.notes.append("dynamic batch: captured with a dynamic batch dimension (the default with example "
+                              "inputs; dynamic_batch=False captures the example's static shapes)")
+        return captured, True, batch_shapes
+    static = capture(model, inputs, method=method, dynamic_shapes=None)
+    if not shapes_are_guarded(static.graph_module):  # torch.export fails at any batch: not about the batch
+        return static, False, None
+    static.notes.append(
+        f"dynamic batch: not possible, the model specializes on the batch size ({reason}); captured with the "
+        f"example's static shapes (batch {_batch_of(inputs)}). Pass dynamic_batch=False to skip the attempt, or remove the "
+        "batch-size constants from the model (view/reshape with -1 or x.shape[0]) to get a dynamic batch")
+    return static, False, None
+
+
+def _batch_mismatch(model: nn.Module, gm: GraphModule, inputs: tuple[Any, ...]) -> str | None:
+    """Why a dynamic-batch capture is wrong at another batch size (it raises or differs), or None."""
+    sets = _extra_batch_inputs(inputs)
+    try:
+        check = compare(reference_outputs(model, sets), gm, sets)
+    except InvalidModelError as error:
+        cause = error.__cause__ or error
+        return f"the model itself raises at batch {_batch_of(sets[0][1])} ({type(cause).__name__}: {cause})"
+    if check.passed:
+        return None
+    return check.mismatch or f"its capture differs from it at another batch size (max rel error {check.max_rel:.3g})"
+
+
+def _batch_of(inputs: tuple[Any, ...]) -> int | None:
+    return next((t.shape[0] for t in inputs if isinstance(t, torch.Tensor) and t.dim()), None)
+
+
+def _raise_lean_error(verification: Verification) -> None:
+    raise EquivalenceError(
+        f"the lean forward of the optimized module differs from the model (max rel error {verification.max_rel:.3g}"
+        f"{f'; {verification.mismatch}' if verification.mismatch else ''}) although the passes' graph matches it: "
+        "this is a bug in fxrep's final stage (fxrep.lean): please report it with the model; meanwhile pass "
+        "optimize(..., lean=False).", pass_name="lean", max_abs=verification.max_abs,
+        max_rel=verification.max_rel, tolerance=verification.tolerance)
 
 
 def _extra_batch_inputs(inputs: tuple[Any, ...]) -> list[tuple[str, tuple[Any, ...]]]:

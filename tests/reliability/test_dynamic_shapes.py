@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -46,3 +47,60 @@ def test_symbolic_trace_graphs_never_use_size_dependent_merges():
     model = randomized(EvenOnly())
     gm = fxrep.optimize(model, torch.randn(2, 4, 8, 8), capture_method="symbolic_trace")
     assert ops(gm)["conv"] == 2  # the graph would run on any size, so the merge is refused
+
+
+# --------------------------------------------------------------------------- the dynamic batch is the default
+def test_with_example_inputs_the_batch_is_dynamic_by_default():
+    model = randomized(RepVGGBlock(4, 4, 3, padding=1))
+    gm = fxrep.optimize(model, torch.randn(2, 4, 8, 8))
+    assert any(note.startswith("dynamic batch: captured with a dynamic batch") for note in gm.fxrep_report.notes)
+    assert "random inputs with batch + 1" in {e.inputs for e in gm.fxrep_report.verification.errors}
+    for batch in (1, 7):
+        assert_equivalent(model, gm, torch.randn(batch, 4, 8, 8))
+
+
+def test_dynamic_batch_false_keeps_the_example_shapes():
+    model = randomized(RepVGGBlock(4, 4, 3, padding=1))
+    gm = fxrep.optimize(model, torch.randn(2, 4, 8, 8), dynamic_batch=False)
+    assert not any(note.startswith("dynamic batch") for note in gm.fxrep_report.notes)
+    assert {e.inputs for e in gm.fxrep_report.verification.errors} == {"example inputs", "random inputs #1",
+                                                                        "random inputs #2"}
+    with pytest.raises(fxrep.InputShapeError):
+        gm(torch.randn(3, 4, 8, 8))
+
+
+class FixedBatch(nn.Module):
+    """Flattens with the example's batch size written into the code: no other batch size works."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.fc = nn.Conv2d(3, 4, 3), nn.Linear(4 * 6 * 6, 5)
+
+    def forward(self, x):
+        return self.fc(self.conv(x).view(2, -1))
+
+
+class ExportsAnotherBatchRule(nn.Module):
+    """torch.export records ``x + batch`` where eager adds 2: both agree only at batch 2."""
+
+    def forward(self, x):
+        if torch.compiler.is_exporting():
+            return x + x.shape[0]
+        return x + 2
+
+
+@pytest.mark.parametrize("model, why", [(FixedBatch(), "Constraints violated"),
+                                        (ExportsAnotherBatchRule(), "differs from it at another batch size")])
+def test_a_model_that_specializes_on_the_batch_falls_back_to_static_shapes_with_a_note(model, why):
+    gm = fxrep.optimize(model.eval(), torch.randn(2, 3, 8, 8))
+    note = next(note for note in gm.fxrep_report.notes if note.startswith("dynamic batch"))
+    assert "not possible, the model specializes on the batch size" in note and why in note
+    assert gm.fxrep_report.capture == "torch.export (non-strict)" and gm.fxrep_report.verification.passed
+    with pytest.raises(fxrep.InputShapeError, match=r"\(2, 3, 8, 8\)"):
+        gm(torch.randn(3, 3, 8, 8))
+
+
+@pytest.mark.parametrize("model", [FixedBatch(), ExportsAnotherBatchRule()])
+def test_asking_for_a_dynamic_batch_of_such_a_model_is_an_error_naming_the_cause(model):
+    with pytest.raises(fxrep.InvalidModelError, match="dynamic_batch=True, but the model specializes on the batch"):
+        fxrep.optimize(model.eval(), torch.randn(2, 3, 8, 8), dynamic_batch=True)

@@ -21,10 +21,21 @@ pass written against it can do anything a built-in one does::
 
 Contents: pass types (`Pass`, `PassResult`, `Refusal`, `CostDecision`, `Match`), the `Rewriter`,
 op views (`Conv`, `BatchNorm`, ...), the kernel algebra (`ConvMap`, `sum_maps`, `compose`, ...),
-linear-region analysis (`find_linear_regions`, `AffineValue`, `emit_value`, ...) and the cost model.
+affine regions (`affine`: `find_regions`, `evaluate_region`, `plan_region`, `emit_plan`, `AffineValue`)
+and the cost model (`CostModel`, op signatures).
 """
 
-from . import algebra
+from . import affine, algebra
+from .affine import (
+    AffineOp,
+    AffineValue,
+    Region,
+    Source,
+    affine_op,
+    constant_nodes,
+    find_regions,
+    is_side_effect_only,
+)
 from .algebra import (
     ConvMap,
     NotExact,
@@ -40,18 +51,7 @@ from .algebra import (
     sum_maps,
 )
 from .capture import graph_level, shapes_are_guarded
-from .cost import CPU, GPU, TARGETS, CostModel, Target
-from .linear.emit import emit_value, value_seconds
-from .linear.ops import LinearOp, linear_op
-from .linear.regions import (
-    Region,
-    RegionAnalysis,
-    constant_nodes,
-    dataflow_graph,
-    find_linear_regions,
-    is_side_effect_only,
-)
-from .linear.value import AffineValue, Source
+from .cost import CPU, GPU, TARGETS, ConvSignature, CostModel, ElementwiseSignature, PoolSignature, Target
 from .ops import (
     Activation,
     Arithmetic,
@@ -63,6 +63,7 @@ from .ops import (
     Identity,
     Linear,
     MaxPool,
+    NoOp,
     Pad,
     constant_value,
     dims,
@@ -83,6 +84,7 @@ __all__ = [
     "GPU",
     "TARGETS",
     "Activation",
+    "AffineOp",
     "AffineValue",
     "Arithmetic",
     "AvgPool",
@@ -91,44 +93,45 @@ __all__ = [
     "Cat",
     "Conv",
     "ConvMap",
+    "ConvSignature",
     "CostDecision",
     "CostModel",
+    "ElementwiseSignature",
     "Identity",
     "Linear",
-    "LinearOp",
     "Match",
     "MaxPool",
+    "NoOp",
     "NotExact",
     "Pad",
     "Pass",
     "PassResult",
+    "PoolSignature",
     "Refusal",
     "Region",
-    "RegionAnalysis",
     "Rewrite",
     "Rewriter",
     "Source",
     "Target",
+    "affine",
+    "affine_op",
     "algebra",
     "avgpool_map",
     "batchnorm_affine",
     "compose",
-    "constant_nodes",
     "constant_value",
+    "constant_nodes",
     "conv_map",
-    "dataflow_graph",
     "diagonal_map",
     "dims",
     "dtype_of",
-    "emit_value",
     "example_value",
-    "find_linear_regions",
+    "find_regions",
     "graph_level",
     "has_hooks",
     "identity_map",
     "is_side_effect_only",
     "linear_map",
-    "linear_op",
     "module_path_of",
     "op_kind",
     "propagate_shapes",
@@ -139,5 +142,4 @@ __all__ = [
     "static_shape",
     "sum_maps",
     "tensor_constant",
-    "value_seconds",
 ]

@@ -63,7 +63,8 @@ class Report:
 
         With ``final``, each refusal is re-attached to the node that holds its value in the final
         graph (a later pass may have re-expressed it), and refusals of nodes that a later rewrite
-        absorbed (they no longer exist) are dropped: what they refused happened after all.
+        absorbed (they no longer exist) are dropped: what they refused happened after all. A pass's
+        reasons for a node in a later fixed-point round replace its earlier ones.
         """
         summaries: dict[str, PassSummary] = {}
         for record in run.records:
@@ -71,14 +72,18 @@ class Report:
             summary.runs += 1
             summary.fired.update(record.result.counts)
             summary.seconds += record.seconds
+            latest: dict[str, list[Refusal]] = {}
             for refusal in record.result.refusals:
                 if final is not None:
                     name = final_name(final, refusal.node)
                     if name is None:
                         continue
                     refusal = Refusal(name, refusal.reason, refusal.module)
-                if refusal not in summary.refusals:
-                    summary.refusals.append(refusal)
+                if refusal not in latest.setdefault(refusal.node, []):
+                    latest[refusal.node].append(refusal)
+            # a later round's reasons for a node replace the same pass's earlier ones (the graph changed since)
+            summary.refusals = [r for r in summary.refusals if r.node not in latest]
+            summary.refusals.extend(r for found in latest.values() for r in found)
             summary.decisions.extend(record.result.decisions)
             summary.rewrites.extend(record.result.rewrites)
         return list(summaries.values())

@@ -45,6 +45,8 @@ class Rewriter:
         self.counts: Counter[str] = Counter()
         self.rewrites: list[Rewrite] = []
         self.changed = False
+        self.replaced: dict[Node, Node] = {}
+        """Every node `replace` rerouted, to the node that took over its value."""
 
     @property
     def modified(self) -> bool:
@@ -222,11 +224,20 @@ class Rewriter:
             if key in old.meta and key not in new.meta:
                 new.meta[key] = old.meta[key]
         old.replace_all_uses_with(new, propagate_meta=False)
+        self.replaced[old] = new
         self.gm.meta.setdefault(RENAMES_KEY, {})[old.name] = new.name
         self.changed = True
         if rule is not None:
             self.counts[rule] += 1
             self.rewrites.append(Rewrite(old.name, rule, module_path_of(old)))
+
+    def current(self, node: Node) -> Node:
+        """The node holding ``node``'s value now (following every `replace` since this rewriter began)."""
+        seen = set()
+        while node in self.replaced and node not in seen:
+            seen.add(node)
+            node = self.replaced[node]
+        return node
 
     def count(self, rule: str, times: int = 1) -> None:
         self.counts[rule] += times

@@ -10,20 +10,23 @@ from .collapse_linear_regions import CollapseLinearRegions
 from .evaluate_constant_subgraphs import EvaluateConstantSubgraphs
 from .fold_batchnorm import FoldBatchNorm
 from .fuse_horizontal_convs import FuseHorizontalConvs
+from .remove_no_ops import RemoveNoOps
 
 
 def default_pipeline(cost_model: object | None = None) -> list:
     """A new list of the passes `fxrep.optimize` runs by default, in order.
 
-    Parameter-only weights are evaluated first (so convs see constant weights), BatchNorms fold
+    Inference no-ops (dropout, identities, whole-tensor slices) go first, parameter-only weights
+    are evaluated (so convs see constant weights), BatchNorms fold
     into their neighbours, linear regions collapse into the cheapest convs, and convs left reading
     the same tensor are fused horizontally. ``cost_model`` (any `fxrep.cost.CostEstimator`, e.g.
     a `fxrep.cost.MeasuredCostModel`; default: each pass's own analytic `fxrep.cost.CostModel()`)
     is what both cost-driven passes decide with.
     """
     if cost_model is None:
-        return [EvaluateConstantSubgraphs(), FoldBatchNorm(), CollapseLinearRegions(), FuseHorizontalConvs()]
-    return [EvaluateConstantSubgraphs(), FoldBatchNorm(), CollapseLinearRegions(cost_model=cost_model),
+        return [RemoveNoOps(), EvaluateConstantSubgraphs(), FoldBatchNorm(), CollapseLinearRegions(),
+                FuseHorizontalConvs()]
+    return [RemoveNoOps(), EvaluateConstantSubgraphs(), FoldBatchNorm(), CollapseLinearRegions(cost_model=cost_model),
             FuseHorizontalConvs(cost_model=cost_model)]
 
 
@@ -32,5 +35,6 @@ __all__ = [
     "EvaluateConstantSubgraphs",
     "FoldBatchNorm",
     "FuseHorizontalConvs",
+    "RemoveNoOps",
     "default_pipeline",
 ]

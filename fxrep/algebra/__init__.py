@@ -19,10 +19,12 @@ from .errors import NotExact
 from .groups import common_groups, regroup
 from .parallel import stack_maps, sum_maps
 from .sequential import check_border, compose, compose_kernels, propagate_bias
+from .shape_only import aligned, is_shape_only, shape_only
 
 __all__ = [
     "ConvMap",
     "NotExact",
+    "aligned",
     "avgpool_map",
     "batchnorm_affine",
     "check_border",
@@ -34,10 +36,12 @@ __all__ = [
     "extend_padding",
     "extension_is_constant",
     "identity_map",
+    "is_shape_only",
     "linear_map",
     "normalize_padding",
     "propagate_bias",
     "regroup",
+    "shape_only",
     "stack_maps",
     "sum_maps",
 ]

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 import torch
 import torch.nn.functional as F
@@ -72,7 +73,7 @@ class ConvMap:
     def is_depthwise(self) -> bool:
         return self.groups > 1 and self.groups == self.in_channels == self.out_channels
 
-    @property
+    @cached_property
     def is_diagonal(self) -> bool:
         """Per-channel scaling: depthwise, 1x..x1 kernel, no stride, dilation or padding."""
         return (
@@ -82,10 +83,12 @@ class ConvMap:
             and not self.has_padding
         )
 
-    @property
+    @cached_property
     def is_identity(self) -> bool:
-        """The identity map: diagonal with weight 1 and no bias."""
-        return self.is_diagonal and bool((self.weight == 1).all()) and (self.bias is None or not self.bias.any())
+        """The identity map: diagonal with weight 1 and no bias (never a shape-only map: its entries are unknown)."""
+        if not self.is_diagonal or self.weight.is_meta:
+            return False
+        return bool((self.weight == 1).all()) and (self.bias is None or not self.bias.any())
 
     @property
     def has_padding(self) -> bool:

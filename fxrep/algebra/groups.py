@@ -17,6 +17,7 @@ from dataclasses import replace
 import torch
 
 from .conv_map import ConvMap
+from .shape_only import empty_weight
 
 
 def regroup(conv: ConvMap, groups: int) -> ConvMap:
@@ -29,6 +30,9 @@ def regroup(conv: ConvMap, groups: int) -> ConvMap:
     out_per_old = conv.out_channels // conv.groups
     in_per_old = conv.weight.shape[1]
     kernel = conv.kernel_size
+    if conv.weight.is_meta:  # shape-only (fxrep.algebra.shape_only): the block layout needs no values
+        weight = empty_weight((conv.out_channels, ratio * in_per_old, *kernel))
+        return replace(conv, weight=weight, groups=groups)
     old = conv.weight.reshape(groups, ratio, out_per_old, in_per_old, *kernel)
     new = conv.weight.new_zeros(groups, ratio, out_per_old, ratio, in_per_old, *kernel)
     block = torch.arange(ratio, device=conv.weight.device)

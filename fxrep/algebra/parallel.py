@@ -30,6 +30,7 @@ import torch
 from .conv_map import ConvMap
 from .errors import NotExact
 from .groups import common_groups, regroup
+from .shape_only import aligned, empty_weight, is_shape_only
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,11 @@ def _place(conv: ConvMap, layouts: Sequence[_AxisLayout]) -> torch.Tensor:
 
 def _merged(maps: Sequence[ConvMap], in_size: Sequence[int] | None) -> tuple[list[torch.Tensor], ConvMap]:
     layouts = [_axis_layout(maps, axis, in_size) for axis in range(maps[0].nd)]
-    kernels = [_place(m, layouts) for m in maps]
+    if is_shape_only(maps[0]):
+        kernel = tuple(layout.kernel for layout in layouts)
+        kernels = [empty_weight((*m.weight.shape[:2], *kernel)) for m in maps]
+    else:
+        kernels = [_place(m, layouts) for m in maps]
     template = ConvMap(
         weight=kernels[0],
         bias=None,
@@ -113,6 +118,7 @@ def sum_maps(maps: Sequence[ConvMap], in_size: Sequence[int] | None = None) -> C
     exact for every input size are made.
     """
     _check_same_geometry(maps, same_out=True)
+    maps = aligned(*maps)
     groups = common_groups(*maps)
     maps = [regroup(m, groups) for m in maps]
     kernels, template = _merged(maps, in_size)
@@ -120,7 +126,7 @@ def sum_maps(maps: Sequence[ConvMap], in_size: Sequence[int] | None = None) -> C
     if any(m.bias is not None for m in maps):
         bias = sum(m.bias_or_zeros() for m in maps)
     weight = kernels[0]
-    for kernel in kernels[1:]:
+    for kernel in kernels[1:] if not is_shape_only(maps[0]) else ():
         weight = weight + kernel
     return ConvMap(weight, bias, template.stride, template.padding, template.dilation, groups)
 
@@ -128,6 +134,7 @@ def sum_maps(maps: Sequence[ConvMap], in_size: Sequence[int] | None = None) -> C
 def stack_maps(maps: Sequence[ConvMap], in_size: Sequence[int] | None = None) -> ConvMap:
     """One ConvMap equal to ``cat([maps[i](x) for i], dim=channels)``; raises `NotExact` otherwise."""
     _check_same_geometry(maps, same_out=False)
+    maps = aligned(*maps)
     # Stacked outputs of grouped convs are no longer contiguous per group: go dense.
     groups = maps[0].groups if len(maps) == 1 else 1
     maps = [regroup(m, groups) for m in maps]
@@ -135,4 +142,8 @@ def stack_maps(maps: Sequence[ConvMap], in_size: Sequence[int] | None = None) ->
     bias = None
     if any(m.bias is not None for m in maps):
         bias = torch.cat([m.bias_or_zeros() for m in maps])
-    return ConvMap(torch.cat(kernels), bias, template.stride, template.padding, template.dilation, groups)
+    if is_shape_only(maps[0]):
+        weight = empty_weight((sum(k.shape[0] for k in kernels), *kernels[0].shape[1:]))
+    else:
+        weight = torch.cat(kernels)
+    return ConvMap(weight, bias, template.stride, template.padding, template.dilation, groups)

@@ -30,6 +30,7 @@ from .borders import extension_is_constant
 from .conv_map import ConvMap
 from .errors import NotExact
 from .groups import common_groups, regroup
+from .shape_only import aligned, empty_weight, is_shape_only
 
 
 def compose_kernels(outer: ConvMap, inner: ConvMap) -> ConvMap:
@@ -38,6 +39,7 @@ def compose_kernels(outer: ConvMap, inner: ConvMap) -> ConvMap:
         raise NotExact(f"cannot compose a {outer.nd}-d conv after a {inner.nd}-d conv")
     if outer.in_channels != inner.out_channels:
         raise ValueError(f"outer conv reads {outer.in_channels} channels, inner produces {inner.out_channels}")
+    outer, inner = aligned(outer, inner)
     if outer.is_diagonal:
         return _scale_outputs(inner, outer)
     if inner.is_diagonal:
@@ -59,8 +61,13 @@ def compose_kernels(outer: ConvMap, inner: ConvMap) -> ConvMap:
         tap_offset.append(outer_step // d)
         tap_step.append(d1 // d if k1 > 1 else 1)
 
-    weight = w1.new_zeros(groups, w2.shape[1], w1.shape[2], *kernel)
-    for t2 in itertools.product(*(range(k) for k in outer.kernel_size)):
+    if is_shape_only(inner):
+        weight = empty_weight((groups, w2.shape[1], w1.shape[2], *kernel))
+        taps = ()
+    else:
+        weight = w1.new_zeros(groups, w2.shape[1], w1.shape[2], *kernel)
+        taps = itertools.product(*(range(k) for k in outer.kernel_size))
+    for t2 in taps:
         contribution = torch.einsum("gom,gmi...->goi...", w2[(..., *t2)], w1)
         index = [slice(None)] * 3
         for axis, tap in enumerate(t2):
@@ -89,7 +96,10 @@ def compose_kernels(outer: ConvMap, inner: ConvMap) -> ConvMap:
 def _scale_outputs(inner: ConvMap, outer: ConvMap) -> ConvMap:
     """Diagonal ``outer`` (per-channel ``a``, ``c``): ``W = a W1``, ``b = a b1 + c`` (no dense expansion)."""
     scale = outer.weight.reshape(-1)
-    weight = inner.weight * scale.reshape(-1, *([1] * (inner.weight.dim() - 1)))
+    if is_shape_only(inner):
+        weight = inner.weight  # same shape; the entries are unknown anyway
+    else:
+        weight = inner.weight * scale.reshape(-1, *([1] * (inner.weight.dim() - 1)))
     bias = None if inner.bias is None else inner.bias * scale
     if outer.bias is not None:
         bias = outer.bias if bias is None else bias + outer.bias
@@ -102,7 +112,7 @@ def _scale_inputs(outer: ConvMap, inner: ConvMap) -> ConvMap:
     groups = outer.groups
     per_group = outer.weight.reshape(groups, outer.out_channels // groups, *outer.weight.shape[1:])
     scale = scale.reshape(groups, 1, -1, *([1] * outer.nd))
-    weight = (per_group * scale).reshape(outer.weight.shape)
+    weight = outer.weight if is_shape_only(outer) else (per_group * scale).reshape(outer.weight.shape)
     bias = outer.bias if inner.bias is None else propagate_bias(outer, inner.bias)
     return ConvMap(weight, bias, outer.stride, outer.padding, outer.dilation, groups)
 

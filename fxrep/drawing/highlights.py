@@ -172,9 +172,9 @@ def _add_refusals(highlights: Highlights, scene: Scene, refusals: list[api.Refus
 
 
 def from_linear_regions(gm: GraphModule, scene: Scene) -> Highlights:
-    """The graph's own linear regions of two or more ops, as found by `find_linear_regions`."""
+    """The graph's own linear regions of two or more ops, as found by `fxrep.affine.find_regions`."""
     highlights = Highlights(region_legend="linear region")
-    for region in api.find_linear_regions(gm).regions:
+    for region in api.find_regions(gm).regions:
         boxes = {scene.box_of[n.name] for n in region.nodes if n.name in scene.box_of}
         if len(region.nodes) < 2 or not boxes:
             continue
@@ -209,7 +209,7 @@ def _absorb_linear_inputs(scene: Scene, regions: list[Region]) -> None:
 
 def _is_linear(node) -> bool:
     """Linear in its input; a conv counts even when its weight is computed (folded into a constant later)."""
-    return api.Conv.from_node(node) is not None or isinstance(api.linear_op(node), api.LinearOp)
+    return api.Conv.from_node(node) is not None or isinstance(api.affine_op(node), api.AffineOp)
 
 
 def _common_path(paths: list[str]) -> str:

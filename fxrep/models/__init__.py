@@ -8,7 +8,13 @@ statistics so that folding mistakes show up numerically.
 from __future__ import annotations
 
 from fxrep.models.acnet import ACBlock
-from fxrep.models.dbb import BNAndPadLayer, BNAndZeroPadLayer, DiverseBranchBlock, IdentityBasedConv1x1
+from fxrep.models.dbb import (
+    BNAndPadLayer,
+    BNAndZeroPadLayer,
+    DiverseBranchBlock,
+    IdentityBasedConv1x1,
+    dbb_model_convert,
+)
 from fxrep.models.diracnet import DiracConv2d, DiracNetBlock, NCReLU, dirac_delta
 from fxrep.models.doconv import DOConv2d
 from fxrep.models.expandnet import ExpandCK, ExpandCL, ExpandFC
@@ -34,7 +40,14 @@ from fxrep.models.nets import (
     repvgg_small,
 )
 from fxrep.models.randomize import randomize_
-from fxrep.models.repmixer import ConvFFN, RepMixer, RepMixerBlock
+from fxrep.models.repmixer import (
+    ConvFFN,
+    FastViTStage,
+    RepCPE,
+    RepMixer,
+    RepMixerBlock,
+    fastvit_reparameterize,
+)
 from fxrep.models.repvgg import RepVGG, RepVGGBlock, repvgg_a0, repvgg_b0, repvgg_model_convert
 from fxrep.models.residual_linear import ResidualLinearBlock, ResidualMLP
 
@@ -49,6 +62,7 @@ __all__ = [
     "DiracNetBlock",
     "DiverseBranchBlock",
     "ExpandCK",
+    "FastViTStage",
     "ExpandCL",
     "ExpandFC",
     "IdentityBasedConv1x1",
@@ -56,6 +70,7 @@ __all__ = [
     "MobileOne",
     "MobileOneBlock",
     "NCReLU",
+    "RepCPE",
     "RepMixer",
     "RepMixerBlock",
     "RepVGG",
@@ -64,11 +79,13 @@ __all__ = [
     "ResidualMLP",
     "SmallNet",
     "acnet_small",
+    "dbb_model_convert",
     "dbb_small",
     "dirac_delta",
     "diracnet_small",
     "doconv_small",
     "expandnet_small",
+    "fastvit_reparameterize",
     "inception_small",
     "mobileone",
     "mobileone_s0",

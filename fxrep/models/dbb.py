@@ -13,6 +13,10 @@ At inference the block is one kxk conv with bias. The 1x1 -> kxk compositions ar
 because `BNAndPadLayer` pads the BN output with the BN's own bias `beta - mean * gamma / sqrt(var + eps)`,
 which is exactly what the folded 1x1 conv would produce on a zero-padded input.
 
+`dbb_model_convert` is the official HAND-WRITTEN deploy conversion (`get_equivalent_kernel_bias` with
+the `dbb_transforms.py` rules `transI_fusebn` .. `transVI_multiscale`, then `switch_to_deploy`), kept as
+the baseline fxrep is measured against: every block becomes `dbb_reparam`, one kxk conv with bias.
+
 `BNAndPadLayer` is kept exactly as official: it writes the border slices of the padded tensor in
 place (`out[:, :, 0:p, :] = pad_values`, ...). `torch.fx.symbolic_trace` cannot trace that (a Proxy
 does not support item assignment), so a DBB with `pad_mode="bn"` needs `torch.export`; there the
@@ -31,6 +35,7 @@ identity tensor of IdentityBasedConv1x1 is built with torch instead of numpy.
 
 from __future__ import annotations
 
+import copy
 from typing import Literal
 
 import torch
@@ -39,7 +44,8 @@ from torch import nn
 
 from .layers import conv_bn
 
-__all__ = ["BNAndPadLayer", "BNAndZeroPadLayer", "DiverseBranchBlock", "IdentityBasedConv1x1", "conv_bn"]
+__all__ = ["BNAndPadLayer", "BNAndZeroPadLayer", "DiverseBranchBlock", "IdentityBasedConv1x1", "conv_bn",
+           "dbb_model_convert"]
 
 
 class IdentityBasedConv1x1(nn.Conv2d):
@@ -217,9 +223,106 @@ class DiverseBranchBlock(nn.Module):
         self.dbb_1x1_kxk.add_module("bn2", nn.BatchNorm2d(out_ch))
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        if hasattr(self, "dbb_reparam"):
+            return self.nonlinear(self.dbb_reparam(inputs))
         out = self.dbb_origin(inputs)
         if self.dbb_1x1 is not None:
             out = out + self.dbb_1x1(inputs)
         out = out + self.dbb_avg(inputs)
         out = out + self.dbb_1x1_kxk(inputs)
         return self.nonlinear(out)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The official hand-written conversion (DiverseBranchBlock `dbb_transforms.py` and
+# `get_equivalent_kernel_bias` / `switch_to_deploy`).
+
+
+def _trans_i_fusebn(kernel: torch.Tensor, bn: nn.BatchNorm2d | BNAndPadLayer) -> tuple[torch.Tensor, torch.Tensor]:
+    gamma = bn.weight
+    std = (bn.running_var + bn.eps).sqrt()
+    return kernel * ((gamma / std).reshape(-1, 1, 1, 1)), bn.bias - bn.running_mean * gamma / std
+
+
+def _trans_iii_1x1_kxk(k1: torch.Tensor, b1: torch.Tensor, k2: torch.Tensor, b2: torch.Tensor,
+                       groups: int) -> tuple[torch.Tensor, torch.Tensor]:
+    if groups == 1:
+        k = F.conv2d(k2, k1.permute(1, 0, 2, 3))
+        b_hat = (k2 * b1.reshape(1, -1, 1, 1)).sum((1, 2, 3))
+    else:
+        k_slices, b_slices = [], []
+        k1_t = k1.permute(1, 0, 2, 3)
+        k1_group_width = k1.size(0) // groups
+        k2_group_width = k2.size(0) // groups
+        for g in range(groups):
+            k1_t_slice = k1_t[:, g * k1_group_width:(g + 1) * k1_group_width, :, :]
+            k2_slice = k2[g * k2_group_width:(g + 1) * k2_group_width, :, :, :]
+            k_slices.append(F.conv2d(k2_slice, k1_t_slice))
+            b_slices.append((k2_slice * b1[g * k1_group_width:(g + 1) * k1_group_width].reshape(1, -1, 1, 1))
+                            .sum((1, 2, 3)))
+        k, b_hat = torch.cat(k_slices, dim=0), torch.cat(b_slices)
+    return k, b_hat + b2
+
+
+def _trans_v_avg(channels: int, kernel_size: int, groups: int) -> torch.Tensor:
+    input_dim = channels // groups
+    k = torch.zeros((channels, input_dim, kernel_size, kernel_size))
+    k[torch.arange(channels), torch.arange(input_dim).repeat(groups), :, :] = 1.0 / kernel_size ** 2
+    return k
+
+
+def _trans_vi_multiscale(kernel: torch.Tensor, target_kernel_size: int) -> torch.Tensor:
+    h_pad = (target_kernel_size - kernel.size(2)) // 2
+    w_pad = (target_kernel_size - kernel.size(3)) // 2
+    return F.pad(kernel, [h_pad, h_pad, w_pad, w_pad])
+
+
+def _equivalent_kernel_bias(block: DiverseBranchBlock) -> tuple[torch.Tensor, torch.Tensor]:
+    """The official `get_equivalent_kernel_bias`: one kxk kernel and bias for the four branches."""
+    k_origin, b_origin = _trans_i_fusebn(block.dbb_origin.conv.weight, block.dbb_origin.bn)
+    if block.dbb_1x1 is not None:
+        k_1x1, b_1x1 = _trans_i_fusebn(block.dbb_1x1.conv.weight, block.dbb_1x1.bn)
+        k_1x1 = _trans_vi_multiscale(k_1x1, block.kernel_size)
+    else:
+        k_1x1, b_1x1 = 0, 0
+    if hasattr(block.dbb_1x1_kxk, "idconv1"):
+        k_first = block.dbb_1x1_kxk.idconv1.get_actual_kernel()
+    else:
+        k_first = block.dbb_1x1_kxk.conv1.weight
+    k_first, b_first = _trans_i_fusebn(k_first, block.dbb_1x1_kxk.bn1)
+    k_second, b_second = _trans_i_fusebn(block.dbb_1x1_kxk.conv2.weight, block.dbb_1x1_kxk.bn2)
+    k_1x1_kxk, b_1x1_kxk = _trans_iii_1x1_kxk(k_first, b_first, k_second, b_second, groups=block.groups)
+
+    k_avg = _trans_v_avg(block.out_channels, block.kernel_size, block.groups).to(block.dbb_avg.avgbn.weight)
+    k_avg_second, b_avg_second = _trans_i_fusebn(k_avg, block.dbb_avg.avgbn)
+    if hasattr(block.dbb_avg, "conv"):
+        k_avg_first, b_avg_first = _trans_i_fusebn(block.dbb_avg.conv.weight, block.dbb_avg.bn)
+        k_avg, b_avg = _trans_iii_1x1_kxk(k_avg_first, b_avg_first, k_avg_second, b_avg_second, groups=block.groups)
+    else:
+        k_avg, b_avg = k_avg_second, b_avg_second
+    kernel = k_origin + k_1x1 + k_1x1_kxk + k_avg
+    bias = b_origin + b_1x1 + b_1x1_kxk + b_avg
+    return kernel, bias
+
+
+def _switch_to_deploy(block: DiverseBranchBlock) -> None:
+    with torch.no_grad():
+        kernel, bias = _equivalent_kernel_bias(block)
+    origin = block.dbb_origin.conv
+    reparam = nn.Conv2d(origin.in_channels, origin.out_channels, origin.kernel_size, origin.stride, origin.padding,
+                        origin.dilation, origin.groups, bias=True).to(kernel)
+    reparam.weight.data = kernel.detach()
+    reparam.bias.data = bias.detach()
+    block.dbb_reparam = reparam
+    for name in ("dbb_origin", "dbb_avg", "dbb_1x1", "dbb_1x1_kxk"):
+        if getattr(block, name, None) is not None:
+            delattr(block, name)
+
+
+def dbb_model_convert(model: nn.Module) -> nn.Module:
+    """Deep copy of ``model`` with every DiverseBranchBlock switched to its one-conv deploy form (official)."""
+    converted = copy.deepcopy(model)
+    for module in list(converted.modules()):
+        if isinstance(module, DiverseBranchBlock):
+            _switch_to_deploy(module)
+    return converted

@@ -15,6 +15,7 @@ from .conv import Conv
 from .identity import Identity
 from .kinds import VIEWS, op_kind, target_name
 from .linear import Linear
+from .no_op import NoOp
 from .pad import Pad
 from .pool import AvgPool, MaxPool
 
@@ -30,6 +31,7 @@ __all__ = [
     "Identity",
     "Linear",
     "MaxPool",
+    "NoOp",
     "Pad",
     "constant_value",
     "dims",

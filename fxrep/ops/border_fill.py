@@ -6,9 +6,11 @@ each assignment as
 
     slice_scatter(base, copy(slice(base, dim, start, end), value), dim, start, end)
 
-(or with ``value`` itself as the scattered source). The view normalises ``start``/``end`` with the
-base's static size; the linear-region algebra decides whether the fill only restores the values
-the border already has.
+(or with ``value`` itself as the scattered source). ``value`` is a constant, or ``expand`` of one
+(the broadcast to a dynamic batch size that torch.export leaves in the graph). The view normalises
+``start``/``end`` with the base's static size along the filled dim (other dims, such as a dynamic
+batch, may be symbolic); the linear-region algebra decides whether the fill only restores the
+values the border already has.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import torch
 from torch.fx import Node
 
 from ._binding import bind_schema
-from ._graph import static_shape, tensor_constant
+from ._graph import dims, tensor_constant
 
 aten = torch.ops.aten
 
@@ -42,10 +44,12 @@ class BorderFill:
         if node.op != "call_function" or node.target is not aten.slice_scatter.default:
             return None
         bound = bind_schema(node)
-        shape = static_shape(node)
+        shape = dims(node)
         if bound is None or shape is None or bound["step"] != 1 or not isinstance(bound["self"], Node):
             return None
         dim = bound["dim"] % len(shape)
+        if shape[dim] is None:
+            return None
         start, end = _resolve(bound["start"], bound["end"], shape[dim])
         value = _filled_value(bound["src"], bound["self"], dim, start, end, shape)
         if value is None:
@@ -64,7 +68,7 @@ def _resolve(start: int | None, end: int | None, size: int) -> tuple[int, int]:
 
 
 def _filled_value(src, base: Node, dim: int, start: int, end: int, shape) -> torch.Tensor | None:
-    constant = tensor_constant(src)
+    constant = _broadcast_constant(src)
     if constant is not None:
         return constant
     if not isinstance(src, Node) or src.op != "call_function" or src.target is not aten.copy.default:
@@ -82,4 +86,16 @@ def _filled_value(src, base: Node, dim: int, start: int, end: int, shape) -> tor
         return None
     if _resolve(sliced_args["start"], sliced_args["end"], shape[dim]) != (start, end):
         return None
-    return tensor_constant(bound["src"])
+    return _broadcast_constant(bound["src"])
+
+
+def _broadcast_constant(arg) -> torch.Tensor | None:
+    """A constant, or the constant an ``aten.expand`` broadcasts (it fills the same values)."""
+    constant = tensor_constant(arg)
+    if constant is not None:
+        return constant
+    if isinstance(arg, Node) and arg.op == "call_function" and arg.target is aten.expand.default:
+        bound = bind_schema(arg)
+        if bound is not None:
+            return tensor_constant(bound["self"])
+    return None

@@ -2,6 +2,11 @@
 
 ``nn.Identity``, dropout in eval (module, ``F.dropout(training=False)``, ``aten.dropout(train=False)``),
 ``clone`` / ``contiguous`` / ``detach`` / ``alias`` in any form.
+
+``copies`` marks the ops that return a new tensor whose memory layout may differ from the input's
+(``clone`` and ``contiguous`` make a non-dense input contiguous): their *value* is the input's, but a
+later ``view`` may rely on the layout they produce, so they can only be dropped where the layout is
+known to be unchanged.
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ class Identity:
 
     node: Node
     input: Node
+    copies: bool = False
+    """``clone`` / ``contiguous``: a new tensor, possibly laid out differently from ``input``."""
 
     @classmethod
     def from_node(cls, node: Node) -> Identity | None:
@@ -51,6 +58,7 @@ class Identity:
         if node.op == "call_method":
             bound = bind(node.args, node.kwargs, _METHODS[node.target]) if node.target in _METHODS else None
             source = None if bound is None else bound["self"]
+            copies = node.target in ("contiguous", "clone")
         elif node.op == "call_function":
             bound = bind_call(node, _SIGNATURES, overloads=_OVERLOADS)
             if bound is None or bound.get("training", bound.get("train", False)):
@@ -58,6 +66,7 @@ class Identity:
             if bound.get("memory_format") not in (None, torch.preserve_format, torch.contiguous_format):
                 return None
             source = bound.get("input", bound.get("self"))
+            copies = node.target in (torch.clone, aten.clone.default)
         else:
             return None
-        return cls(node, source) if isinstance(source, Node) else None
+        return cls(node, source, copies) if isinstance(source, Node) else None

@@ -19,6 +19,7 @@ from fxrep.models import (
     RepMixer,
     RepVGGBlock,
 )
+from tests.affine.cost_models import CountingCost
 from tests.helpers import LEVELS, assert_equivalent, captured, ops, randomized
 
 X = torch.randn(2, 8, 12, 12)
@@ -293,24 +294,42 @@ def test_concatenated_convs_of_one_input_become_one_conv(level):
     assert_equivalent(model, gm, X)
 
 
+class SharedConv(nn.Module):
+    """One conv read by two BatchNorms that end in different non-linearities."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+        self.bn1, self.bn2 = nn.BatchNorm2d(channels), nn.BatchNorm2d(channels)
+
+    def forward(self, x):
+        y = self.conv(x)
+        return torch.relu(self.bn1(y)), torch.sigmoid(self.bn2(y))
+
+
 @pytest.mark.parametrize("level", LEVELS)
-def test_shared_conv_output_is_left_alone_with_reason(level):
-    class Shared(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv = nn.Conv2d(8, 8, 3, padding=1)
-            self.bn1, self.bn2 = nn.BatchNorm2d(8), nn.BatchNorm2d(8)
-
-        def forward(self, x):
-            y = self.conv(x)
-            return torch.relu(self.bn1(y)), torch.sigmoid(self.bn2(y))
-
-    model = randomized(Shared())
-    gm, result = collapse(model, X, level=level)
-    assert ops(gm)["batchnorm"] == 2
-    assert "feeds 2 users" in reasons(result)
+def test_a_shared_cheap_conv_is_recomputed_in_each_reader(level):
+    """Where every op costs the same, a second conv (one op) beats two BatchNorms (two ops)."""
+    model = randomized(SharedConv(8))
+    gm, result = collapse(model, X, level=level, cost_model=CountingCost(per_op=1.0))
+    assert ops(gm) == {"conv": 2, "relu": 1, "sigmoid": 1}
+    assert result.counts["fold_batchnorm"] == 2
+    assert "feeds 2 users" not in reasons(result)
     with torch.no_grad():
         for expected, actual in zip(model(X), gm(X), strict=True):
+            torch.testing.assert_close(actual, expected)
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_a_shared_expensive_conv_is_computed_once_with_the_reason(level):
+    """Where multiply-accumulates dominate, recomputing the conv costs far more than two BatchNorms."""
+    model = randomized(SharedConv(64))
+    x = torch.randn(1, 64, 32, 32)
+    gm, result = collapse(model, x, level=level, cost_model=CountingCost(per_op=1.0, per_mac=1.0))
+    assert ops(gm)["conv"] == 1 and ops(gm)["batchnorm"] == 2
+    assert "folding it in would cost" in reasons(result)
+    with torch.no_grad():
+        for expected, actual in zip(model(x), gm(x), strict=True):
             torch.testing.assert_close(actual, expected)
 
 

@@ -1,15 +1,15 @@
-"""Linear ops: what each recognised node does to an `AffineValue`.
+"""Affine ops: what each recognised node does to an `AffineValue`.
 
-``linear_op(node)`` classifies a node:
+``affine_op(node)`` classifies a node:
 
-- a `LinearOp` when the node is affine in its activation inputs (conv or Linear with constant
+- an `AffineOp` when the node is affine in its activation inputs (conv or Linear with constant
   parameters, BatchNorm with running statistics, add/sub of tensors, multiply/divide/add by a scalar
   or per-channel constant, constant pad, average pool, channel concatenation, border fill, identity);
 - a string saying why not, when the op is recognised but is not affine here (a BatchNorm using
   batch statistics, a transposed conv, a reflect pad, a concatenation along a spatial axis, ...);
 - None for everything else (non-linearities, reshapes, unknown ops).
 
-``LinearOp.apply(values, size_of)`` computes the node's value from its inputs' values and raises
+``AffineOp.apply(values, size_of)`` computes the node's value from its inputs' values and raises
 `NotExact` when the algebra cannot represent the result exactly. ``rule`` names the rewrite for the
 report. ``input_layout(i)`` says how to read input ``i`` as a fresh source (channels, spatial dims,
 channel dim) when it is not itself part of the value.
@@ -25,7 +25,6 @@ from torch import nn
 from torch.fx import Node
 
 from ..algebra import ConvMap, NotExact
-from ..capture import shapes_are_guarded
 from ..ops import (
     Arithmetic,
     AvgPool,
@@ -33,21 +32,21 @@ from ..ops import (
     BorderFill,
     Cat,
     Conv,
-    Identity,
     Linear,
+    NoOp,
     Pad,
     dims,
     dtype_of,
     rank,
     tensor_constant,
 )
-from .value import AffineValue, SizeOf, Source
+from .value import AffineValue, SizeOf, Source, size_for
 
 Layout = tuple[int | None, int | None, int]  # channels, spatial dims, channel dim
 
 
 @dataclass(frozen=True, eq=False)
-class LinearOp:
+class AffineOp:
     """Base: ``node`` computes an affine function of ``inputs``."""
 
     node: Node
@@ -68,7 +67,7 @@ class LinearOp:
 
 
 @dataclass(frozen=True, eq=False)
-class ConvOp(LinearOp):
+class ConvOp(AffineOp):
     conv: ConvMap
     view: Conv
 
@@ -85,7 +84,7 @@ class ConvOp(LinearOp):
 
 
 @dataclass(frozen=True, eq=False)
-class BatchNormOp(LinearOp):
+class BatchNormOp(AffineOp):
     scale: torch.Tensor
     shift: torch.Tensor
     view: BatchNorm
@@ -109,7 +108,7 @@ class BatchNormOp(LinearOp):
 
 
 @dataclass(frozen=True, eq=False)
-class LinearLayerOp(LinearOp):
+class LinearLayerOp(AffineOp):
     linear: ConvMap
 
     def input_layout(self, index: int, siblings: Sequence[AffineValue] = ()) -> Layout:
@@ -123,7 +122,7 @@ class LinearLayerOp(LinearOp):
 
 
 @dataclass(frozen=True, eq=False)
-class PointwiseOp(LinearOp):
+class PointwiseOp(AffineOp):
     """``value * scale + shift`` with scalar or per-channel constants (mul, div, neg, add/sub const)."""
 
     scale: torch.Tensor | None
@@ -143,7 +142,7 @@ class PointwiseOp(LinearOp):
 
 
 @dataclass(frozen=True, eq=False)
-class SumOp(LinearOp):
+class SumOp(AffineOp):
     """``lhs + alpha * rhs`` of two tensors."""
 
     alpha: float
@@ -165,7 +164,7 @@ class SumOp(LinearOp):
 
 
 @dataclass(frozen=True, eq=False)
-class PadOp(LinearOp):
+class PadOp(AffineOp):
     widths: tuple[tuple[int, int], ...]  # trailing dims, as in the Pad view
     value: float
 
@@ -178,7 +177,7 @@ class PadOp(LinearOp):
 
 
 @dataclass(frozen=True, eq=False)
-class AvgPoolOp(LinearOp):
+class AvgPoolOp(AffineOp):
     view: AvgPool
 
     def input_layout(self, index: int, siblings: Sequence[AffineValue] = ()) -> Layout:
@@ -187,13 +186,13 @@ class AvgPoolOp(LinearOp):
 
     def apply(self, values, size_of):
         (value,) = values
-        in_size = _spatial_size(self.inputs[0], value.nd)
+        in_size = size_for(size_of, Source(self.inputs[0]), value.nd)  # static only where shapes are guarded
         pool = self.view.conv_map(value.channels, in_size)
         return _with_rule(value.then(pool, size_of), value, self.rule)
 
 
 @dataclass(frozen=True, eq=False)
-class CatOp(LinearOp):
+class CatOp(AffineOp):
     dim: int
     rank: int | None
 
@@ -210,7 +209,7 @@ class CatOp(LinearOp):
 
 
 @dataclass(frozen=True, eq=False)
-class FillOp(LinearOp):
+class FillOp(AffineOp):
     view: BorderFill
 
     @property
@@ -220,7 +219,7 @@ class FillOp(LinearOp):
     def apply(self, values, size_of):
         (value,) = values
         shape = dims(self.node)
-        if shape is None or value.channel_dim != 1:
+        if shape is None or value.channel_dim != 1 or len(shape) < 2 or shape[1] is None:
             raise NotExact("the filled tensor's shape is unknown")
         axis = self.view.dim - 2
         if axis < 0:
@@ -231,12 +230,14 @@ class FillOp(LinearOp):
 
 
 @dataclass(frozen=True, eq=False)
-class IdentityOp(LinearOp):
+class IdentityOp(AffineOp):
+    """An inference-time identity (dropout in eval, clone, ...): the value passes through, the op goes."""
+
     def apply(self, values, size_of):
-        return values[0]
+        return values[0].with_rule(self.rule)
 
 
-def linear_op(node: Node) -> LinearOp | str | None:
+def affine_op(node: Node) -> AffineOp | str | None:
     """Classify ``node`` (see the module docstring)."""
     if node.op not in ("call_function", "call_module", "call_method"):
         return None
@@ -286,13 +287,13 @@ def linear_op(node: Node) -> LinearOp | str | None:
         if any(len(part.users) != 1 for part in fill.parts):
             return f"{node.name}'s fill value is also used elsewhere"
         return FillOp(node, (fill.base,), "fold_border_fill", fill)
-    identity = Identity.from_node(node)
-    if identity is not None:
-        return IdentityOp(node, (identity.input,), "drop_identity")
+    no_op = NoOp.from_node(node)
+    if no_op is not None:
+        return IdentityOp(node, (no_op.input,), "drop_identity")
     return None
 
 
-def _arithmetic_op(view: Arithmetic) -> LinearOp | str | None:
+def _arithmetic_op(view: Arithmetic) -> AffineOp | str | None:
     node = view.node
     if view.op == "neg":
         if not isinstance(view.lhs, Node) or tensor_constant(view.lhs) is not None:
@@ -349,21 +350,17 @@ def _with_rule(result: AffineValue, before: AffineValue, rule: str) -> AffineVal
     return result if before.is_bare_source else result.with_rule(rule)
 
 
+def _size_along(value: torch.Tensor, index: int, rank: int) -> int:
+    """``value``'s size along dim ``index`` of a rank-``rank`` tensor it broadcasts to (1 if it lacks the dim)."""
+    offset = index - (rank - value.dim())
+    return 1 if offset < 0 else value.shape[offset]
+
+
 def _layout_from_meta(node: Node) -> Layout:
     shape = dims(node)
     if shape is None or len(shape) < 2:
         return None, None, 1
     return shape[1], len(shape) - 2, 1
-
-
-def _spatial_size(node: Node, nd: int) -> tuple[int, ...] | None:
-    """Static spatial size of ``node``, only where the graph guards its input shapes."""
-    if not shapes_are_guarded(node.graph.owning_module):
-        return None
-    shape = dims(node)
-    if shape is None or len(shape) != nd + 2 or any(d is None for d in shape[2:]):
-        return None
-    return tuple(shape[2:])  # type: ignore[arg-type]
 
 
 def _changes_dtype(node: Node) -> bool:
@@ -396,8 +393,14 @@ def _check_per_channel(constant: torch.Tensor, value: AffineValue) -> None:
 
 
 def _constant_per_channel(value: torch.Tensor, shape, dim: int, start: int, end: int) -> torch.Tensor:
-    """The fill value as one number per channel (dim 1), or raise when it varies otherwise."""
-    slice_shape = list(shape)
+    """The fill value as one number per channel (dim 1), or raise when it varies otherwise.
+
+    A dynamic dim (None in ``shape``, such as the batch) is checked at size 1: the value must broadcast
+    along it, so it cannot vary there.
+    """
+    if any(d is None and _size_along(value, i, len(shape)) != 1 for i, d in enumerate(shape)):
+        raise NotExact("the fill value varies along a dynamic dimension")
+    slice_shape = [1 if d is None else d for d in shape]
     slice_shape[dim] = end - start
     try:
         full = value.to(torch.float64).expand(slice_shape)

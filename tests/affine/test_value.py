@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch.fx import Graph
 
 from fxrep.algebra import NotExact, conv_map
-from fxrep.linear.value import AffineValue
+from fxrep.affine.value import AffineValue
 
 
 @pytest.fixture

@@ -17,6 +17,10 @@ the region keeps the pad op.
 
 ``channel_dim`` is 1 for channels-first tensors (conv, BatchNorm; ``nd`` spatial dims after it) and
 -1 for Linear layers applied to the last dimension of a tensor of any rank (``nd`` is 0).
+
+A *shape-only* value (``shape_only=True``, used while planning) composes its non-diagonal maps as
+meta tensors (`fxrep.algebra.shape_only`): every exactness rule and every shape comes out the same as
+for the real value, at no cost, while biases and border values stay real numbers.
 """
 
 from __future__ import annotations
@@ -38,10 +42,12 @@ from ..algebra import (
     identity_map,
     propagate_bias,
     regroup,
+    shape_only,
     stack_maps,
     sum_maps,
 )
 from ..algebra.conv_map import Padding
+from ..algebra.shape_only import empty_weight
 
 SizeOf = Callable[["Source"], "tuple[int, ...] | None"]
 
@@ -94,15 +100,21 @@ class AffineValue:
     channel_dim: int = 1
     ring: Ring | None = None
     rules: Counter = field(default_factory=Counter)
+    shape_only: bool = False
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def of_source(cls, source: Source | Node, channels: int, nd: int, channel_dim: int = 1) -> AffineValue:
-        """The identity on ``source``."""
+    def of_source(cls, source: Source | Node, channels: int, nd: int, channel_dim: int = 1, *,
+                  shape_only: bool = False) -> AffineValue:
+        """The identity on ``source`` (shape-only: composed maps will carry shapes, not numbers)."""
         if isinstance(source, Node):
             source = Source(source)
         return cls(((source, identity_map(channels, nd)),), torch.zeros(channels, dtype=torch.float64), nd,
-                   channel_dim)
+                   channel_dim, shape_only=shape_only)
+
+    def as_source(self, node: Node) -> AffineValue:
+        """The identity on ``node``, a tensor holding this value (same layout)."""
+        return AffineValue.of_source(node, self.channels, self.nd, self.channel_dim, shape_only=self.shape_only)
 
     @property
     def channels(self) -> int:
@@ -137,7 +149,8 @@ class AffineValue:
         factor = factor.to(torch.float64)
         self._check_per_channel(factor, "scale")
         per_channel = factor.expand(self.channels)
-        terms = tuple((s, replace(m, weight=m.weight * _out_shape(per_channel, m))) for s, m in self.terms)
+        terms = tuple((s, m if m.weight.is_meta else replace(m, weight=m.weight * _out_shape(per_channel, m)))
+                      for s, m in self.terms)
         ring = None if self.ring is None else self.ring.map_values(lambda v: v * per_channel)
         return replace(self, terms=terms, bias=self.bias * per_channel, ring=ring)
 
@@ -175,7 +188,7 @@ class AffineValue:
             ring = Ring(left.ring.widths, tuple(a + b for a, b in zip(left.ring.values, right.ring.values,
                                                                          strict=True)), left.ring.origin)
         return AffineValue(tuple(terms), left.bias + right.bias, self.nd, self.channel_dim, ring,
-                           self.rules + other.rules)
+                           self.rules + other.rules, self.shape_only or other.shape_only)
 
     def then(self, conv: ConvMap, size_of: SizeOf) -> AffineValue:
         """``conv(value)``: compose ``conv`` after every map; exact only if its padding reads what we produce."""
@@ -193,13 +206,17 @@ class AffineValue:
                 f"({float(value.bias[channel]):.4g} on channel {channel}), not 0"
             )
         outer = conv.without_bias()
+        if self.shape_only and not outer.is_diagonal:
+            outer = shape_only(outer)
         terms = tuple((s, compose_kernels(outer, m)) for s, m in value.terms)
-        bias = propagate_bias(conv, value.bias)
-        return AffineValue(terms, bias, self.nd, self.channel_dim, None, self.rules)
+        bias = propagate_bias(conv, value.bias)  # the op's real weights: biases stay numbers
+        return AffineValue(terms, bias, self.nd, self.channel_dim, None, self.rules, self.shape_only)
 
     @staticmethod
     def concatenate(values: Sequence[AffineValue], size_of: SizeOf) -> AffineValue:
         """Concatenation along the channel dim: maps of each source stack along output channels."""
+        if len(values) == 1:
+            return values[0]  # a concatenation of one tensor is that tensor
         first = values[0]
         if any(v.channel_dim != first.channel_dim or v.nd != first.nd for v in values):
             raise NotExact("the concatenated tensors have different layouts")
@@ -211,7 +228,15 @@ class AffineValue:
         for value in values:
             sources.extend(s for s in value.sources if s not in sources)
         terms = []
+        planning = any(v.shape_only for v in values)
+        total = sum(v.channels for v in values)
         for source in sources:
+            if planning:
+                # shape-only: the zero blocks of values that do not read `source` change no geometry
+                present = [regroup(shape_only(v.map_of(source)), 1) for v in values if v.map_of(source) is not None]
+                stacked = stack_maps(present, size_for(size_of, source, first.nd))
+                terms.append((source, replace(stacked, weight=empty_weight((total, *stacked.weight.shape[1:])))))
+                continue
             template = regroup(next(v.map_of(source) for v in values if v.map_of(source) is not None), 1)
             parts = []
             for value in values:
@@ -228,7 +253,7 @@ class AffineValue:
                         rings[0].origin)
         rules = sum((v.rules for v in values), Counter())
         return AffineValue(tuple(terms), torch.cat([v.bias for v in values]), first.nd, first.channel_dim, ring,
-                           rules)
+                           rules, any(v.shape_only for v in values))
 
     # ------------------------------------------------------------------ padding and border fills
     def pad(self, widths: Padding, value: float, size_of: SizeOf, origin: Node | None = None) -> AffineValue:

@@ -142,3 +142,32 @@ def test_inductor_compiles_the_folded_graph():
         for batch in (2, 3):  # the second shape recompiles with a dynamic batch
             torch.testing.assert_close(compiled(_input(batch)), model(_input(batch)))
             assert dynamo_backend.last_report.ops_after["conv"] == 2
+
+
+def test_inductor_freezes_the_folded_weights_unless_told_otherwise():
+    settings = dynamo_backend._settings({})
+    assert dynamo_backend.inductor_patches(settings) == {"freezing": True}
+    settings = dynamo_backend._settings({"options": {"inductor": {"freezing": False, "max_autotune": True}}})
+    assert dynamo_backend.inductor_patches(settings) == {"freezing": False, "max_autotune": True}
+
+
+def test_the_per_call_check_sees_a_replaced_or_updated_weight_and_nothing_else():
+    weight, other = torch.randn(3), torch.randn(3)
+    with torch.inference_mode():
+        untracked = torch.randn(3)  # an inference tensor: it has no version counter to compare
+    folded = dynamo_backend._FoldedInputs.of([torch.randn(2), weight, untracked], [1, 2])
+    x = torch.randn(2)
+    assert folded.unchanged((x, weight, untracked))
+    assert not folded.unchanged((x, other, untracked))
+    with torch.no_grad():
+        weight.mul_(2)
+    assert not folded.unchanged((x, weight, untracked))
+
+
+def test_the_target_gets_the_passes_module_without_the_lean_forward():
+    """Inductor traces the graph again, so fxrep hands over its passes' module (lean=False, static batch)."""
+    model = _block()
+    compiled = torch.compile(model, backend="fxrep", options={"target": "eager"})
+    with torch.no_grad():
+        compiled(_input())
+    assert not any(note.startswith(("lean forward", "dynamic batch")) for note in dynamo_backend.last_report.notes)

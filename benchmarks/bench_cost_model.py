@@ -1,86 +1,86 @@
-"""The CPU cost model against measured time: per-decision check, and a least-squares calibration.
+"""The CPU cost models against measured time: single-op calibration, then >= 300 collapse decisions.
 
-Part 1 - calibration micro-benchmark. Single ATen ops, called exactly as an optimized graph calls
-them (``torch.ops.aten.conv2d.default(x, w, b, stride, padding, dilation, groups)``, ``aten.add``,
-``aten.relu``, ``aten.mul`` by a per-channel scale, inference batch norm), are timed over ~170
-shapes: dense 1x1 / 3x3 (stride 1 and 2, padded and unpadded) / 5x5 / 1x3 / 3x1 convs, channel
-expansions and reductions, depthwise and grouped 3x3 convs, at 7x7 to 112x112, batch 1 and 8, and
-element-wise ops over 3e3 to 3e6 elements. All ops of one thread count are interleaved in every
-round (see ``_timing.py``). The cost model
+Part 1 - calibration. The single-op set of ``benchmarks/op_set.py`` (dense 1x1 / 3x3 / 3x3 stride 2 /
+5x5 / 7x7, depthwise 3x3 / 3x3 stride 2 / 7x7, grouped 3x3 below and above 16 channels per group,
+1x1 expansions and reductions, avg-pool 3x3, add, per-channel mul and addcmul, ReLU, inference batch
+norm; C in 8..512, H in 7..112, batch 1 and 8; ops above ``--max-gmacs`` left out), run as NCHW
+contiguous float32 ATen calls (what fxrep's CPU graphs run), every op of one thread count interleaved
+in every round (``_timing.py``). The constants of `fxrep.cost.Target` are fitted by least squares in
+log space - minimise sum(log(estimate / measured)^2), relative errors, over- and under-estimates
+alike - where the estimate is `fxrep.cost.CostModel.seconds` itself (the fit builds a `Target` from
+its parameters and asks the model, so the fitted formula is exactly the shipped one; positive
+constants, fitted as logarithms, started from the shipped ones). Two forms are fitted:
 
-    conv:        t = dense_macs / macs_per_second + wino_macs / (macs_per_second * winograd_speedup)
-                     + grouped_macs / grouped_macs_per_second + bytes / bytes_per_second + seconds_per_op
-    elementwise: t = bytes / bytes_per_second + seconds_per_op
+- "per-kind": every constant of `Target` (MAC rate per conv kind, fixed cost per op kind, the
+  narrow-channel penalty, a grouped conv's per-output cost, the pool rate, fresh-page and addcmul
+  terms; see ``fxrep/cost/targets.py``);
+- "one fixed cost": the original five (one MAC rate, grouped rate, bandwidth, ONE fixed cost per op,
+  Winograd factor), to show what the per-kind form buys.
 
-(features exactly as `fxrep.cost.CostModel` computes them: ``wino_macs`` are the MACs of dense 3x3
-stride-1 convs, ``grouped_macs`` those of convs with < 16 input channels per group) is linear in
-(1/macs_per_second, 1/(macs_per_second*winograd_speedup), 1/grouped_macs_per_second,
-1/bytes_per_second, seconds_per_op). The proposed fit minimises sum(log(estimate / measured)^2)
-over the ops (least squares in log space: relative errors, over- and under-estimates alike, small
-and large ops count alike), with positive constants; it starts from the linear fit, non-negative
-least squares on (estimate - measured) / measured, which is reported too (it is biased towards
-under-estimates). Fit quality: median / 90th percentile / max |estimate / measured - 1| and the
-geometric mean of estimate / measured per op category, for the constants before calibration,
-the constants in ``fxrep/cost.py`` now, and the fits of this run.
+Fit quality is median / 90th percentile / max of |estimate / measured - 1| per category, for the
+constants before this refit (``BEFORE``), the constants shipped in ``fxrep/cost/targets.py`` and the
+fits of this run.
 
-Part 2 - decisions. Blocks that exercise both outcomes of `CollapseLinearRegions`' cost model:
-RepVGG block (3x3 + 1x1 + identity BN, no ReLU), ACNet block (3x3 + 1x3 + 3x1), low-rank 3x3 C->C/4
-(padded) -> 3x3 C/4->C (unpadded), ExpandNet-CL 1x1 C->4C -> 3x3 -> 1x1 4C->C, depthwise 3x3 + dense
-1x1 (summed), for C in {16, 32, 64, 128, 256} and H in {14, 28, 56} at batch 1 (cases whose slowest
-alternative exceeds ``--max-gmacs`` are skipped). Each block is captured once with torch.export and
-then optimized with ``[EvaluateConstantSubgraphs, FoldBatchNorm, X]`` where X is nothing ("kept"),
-``CollapseLinearRegions(policy="always")`` ("always") or ``CollapseLinearRegions(cost_model=...)``
-for each cost model ("default"); every module is checked against the block's output. Each
-distinct module is timed (the ``_guards_fn`` input check removed, the same for all; an empty
-exported module gives the remaining per-call overhead, which is subtracted for the
-estimate / measured ratios). Every recorded `CostDecision` is one row (duplicates from the
-pipeline's fixed-point rounds dropped), with the alternatives it compared:
+Part 2 - decisions. A decision compares two explicit alternatives of one block, each built directly
+as a short program of torch.nn.functional ops on the block's input (`Program`), each op also described
+by its `OpSignature` (what a cost model is asked; an alternative's estimate is the sum over its ops):
 
-- a region decision (``applied`` True) compares "kept" (before) with "default" (after);
-- a region decision not applied, in a case without cuts, compares "kept" with "always";
-- a cut ("kept the inputs of X separate", applied False) compares "default" (separate) with
-  "always" (folded); the cases have at most one cut each, so these are exactly the alternatives.
+- parallel sums merged into one kxk conv: RepVGG 3x3 + 1x1 + BN identity, RepVGG stride 2 (3x3 + 1x1),
+  ACNet 3x3 + 1x3 + 3x1, depthwise 3x3 + dense 1x1, DBB 3x3 + 1x1 + (1x1 -> avg-pool -> BN) +
+  (1x1 -> 3x3), 3x3 + avg-pool + identity, MobileOne 3 x 3x3 + 1x1 + BN identity, five branches
+  3x3 + 1x1 + 1x3 + 3x1 + avg-pool, and depthwise RepVGG (depthwise 3x3 + depthwise 1x1 + BN identity,
+  merged into one depthwise 3x3);
+- sequential chains composed into one conv: low-rank 3x3 C->C/4 (padded) -> 3x3 C/4->C (unpadded) as
+  a 5x5, ExpandNet-CL 1x1 C->4C -> 3x3 -> 1x1 4C->C as a 3x3, 1x1 -> 3x3, 3x3 -> 1x1, depthwise 3x3 ->
+  1x1 (a separable conv) as a dense 3x3, 1x1 C->2C -> 1x1 2C->C as a 1x1, 3x3 -> 3x3 as a 5x5;
 
-"Estimate picks the faster" compares the estimate's choice with the paired median ratio
-after / before of the measured alternatives; a ratio within ``--tie`` of 1, or whose 95% confidence
-interval (of the median, order statistics) contains 1, is counted as a tie, not as right or wrong.
-The tables are printed for five cost models: the CPU constants shipped before calibration, the
-constants in ``fxrep/cost.py`` now, the two fits of this run, and `ExtendedCostModel` - a proposed
-model form with a fixed cost per conv kind (see its docstring; not part of fxrep), fitted the same
-way and passed to `CollapseLinearRegions` as its cost model - together with the issue's required
-outcomes at the test's configuration (64 channels, 14x14 / 16x16): RepVGG merges, low-rank stays
-two convs, ExpandNet becomes one 3x3, depthwise + dense 1x1 stays two convs.
+over C in 8..512, H in 7..112 and batch 1 and 8 (blocks whose slowest alternative exceeds
+``--max-gmacs`` are left out). Both alternatives are timed together in paired interleaved rounds;
+the truth is the median of the per-round ratios merged / split, a tie when within ``--tie`` of 1 or
+when its 95% confidence interval (order statistics) contains 1. Each cost model picks the
+alternative with the smaller estimate: the analytic models (before / shipped / fitted) and the
+measured mode - `fxrep.cost.MeasuredCostModel`, which times each op signature alone on the CPU
+(``fxrep.cost.op_builder``) with its own rule and sums them, through a timing cache file
+(``--timing-cache``; kept between runs, so a re-run re-uses the op timings). Reported per model:
+right / wrong / tie, the fraction right among the decided, and the loss where wrong
+(``measured time of the chosen / of the faster - 1``), worst and median.
 
-Clocks and threads: at ONE thread every time here is process CPU time (``time.process_time``,
-see ``_timing.py``), which excludes the time other processes hold the core; the fit and the
-decision verdicts use it. Wall time with 2 threads on a loaded 2-core machine measures mostly the
-OpenMP barrier waiting for a descheduled thread (a 3x3 64->64 conv at 14x14 took 0.45 ms median at
-1 thread and 28-40 ms at 2 threads while other jobs ran), so the default is ``--threads 1``;
-``--threads 1 2`` adds the 2-thread (wall-clock) fit and tables.
+Clocks and threads: at ONE thread every time is process CPU time (``time.process_time``), which
+excludes the time other processes hold the core; with 2 threads only wall time is meaningful, and on
+a shared, loaded 2-core machine it measures mostly the wait for a descheduled thread - the load
+average is recorded at the start and end of each part. ``--threads`` sets the thread counts of the
+single ops (each fitted and reported), ``--decision-threads`` those of the decisions (default: the
+first of ``--threads``: on a loaded 2-core machine the 2-thread decisions spin for hours and measure
+the waits). The fitted constants shipped in fxrep come from ONE thread.
 
-Writes ``benchmarks/results/cost_model.md``, ``cost_model_decisions.csv`` and ``cost_model_ops.csv``.
+Writes ``benchmarks/results/cost_model{_quick}.md``, ``cost_model_ops{_quick}.csv`` and
+``cost_model_decisions{_quick}.csv``.
 
-    python benchmarks/bench_cost_model.py [--quick] [--threads 1] [--fit-threads 1] [--max-gmacs 2.5]
+    python benchmarks/bench_cost_model.py [--quick] [--threads 1 2] [--decision-threads 1] [--max-gmacs 1.0]
+                                          [--timing-cache PATH]
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
+import dataclasses
 import math
+import os
 import pathlib
+import statistics
+import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields
 
 import numpy as np
+import op_set
 import torch
+import torch.nn.functional as F
 from _timing import (
     RESULTS_DIR,
     Stats,
-    Timing,
     machine_info,
-    max_errors,
     md_info,
     md_table,
     paired_ratios,
@@ -89,145 +89,105 @@ from _timing import (
     write_csv,
     write_text,
 )
-from fxrep.passes import CollapseLinearRegions, EvaluateConstantSubgraphs, FoldBatchNorm
 from scipy.optimize import least_squares, nnls
-from torch import nn
 
-import fxrep
-from fxrep import cost as cost_module
-from fxrep.algebra import ConvMap
-from fxrep.capture import capture
-from fxrep.cost import GROUPED_DENSE_THRESHOLD, CostModel, Target
-from fxrep.models import ACBlock, ExpandCL, RepVGGBlock, randomize_
+from fxrep.cost import (
+    CPU,
+    ConvSignature,
+    CostModel,
+    ElementwiseSignature,
+    MeasuredCostModel,
+    OpSignature,
+    PoolSignature,
+    Target,
+    TimingCache,
+)
 
-aten = torch.ops.aten
+BEFORE = Target("cpu (before #11)", macs_per_second=2.5e10, grouped_macs_per_second=4.7e9, bytes_per_second=2.7e10,
+                seconds_per_op=1.2e-5, winograd_speedup=1.0)
+"""The CPU constants fxrep shipped before this refit (issue #11): one fixed cost per op, fitted on ~170 ops."""
 
-PRE_CALIBRATION = Target("cpu", macs_per_second=2.0e10, grouped_macs_per_second=2.0e9, bytes_per_second=8.0e9,
-                         seconds_per_op=8e-6, winograd_speedup=1.0)
-"""The CPU constants fxrep shipped before this benchmark calibrated them (commit 22d7e04)."""
+PER_KIND_FIELDS = ("macs_per_second", "grouped_macs_per_second", "bytes_per_second", "seconds_per_op",
+                   "pointwise_macs_per_second", "seconds_per_conv", "seconds_per_pointwise_conv",
+                   "narrow_out_channels", "native_macs_per_second", "native_pointwise_macs_per_second",
+                   "native_seconds_per_conv", "native_seconds_per_pointwise_conv", "im2col_bytes_per_second",
+                   "grouped_seconds_per_output", "seconds_per_grouped_conv", "pool_macs_per_second",
+                   "seconds_per_pool", "elementwise_bytes_per_second", "addcmul_slowdown", "fresh_bytes_per_second")
+"""The constants the per-kind fit adjusts (``winograd_speedup`` stays 1: oneDNN runs CPU convs directly;
+``threads``, ``aten_cpu_backends`` and ``fresh_bytes_threshold`` are facts, not fitted)."""
+ONE_FIXED_FIELDS = ("macs_per_second", "grouped_macs_per_second", "bytes_per_second", "seconds_per_op",
+                    "winograd_speedup")
 
-FEATURES = ("dense_macs", "wino_macs", "grouped_macs", "bytes", "ops")
+
+def load() -> str:
+    return " ".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
 
 
 # ====================================================================== part 1: single ops
-@dataclass
-class OpCase:
-    label: str
-    category: str
-    fn: Callable[[], object]
-    features: np.ndarray  # FEATURES
-    estimate: Callable[[CostModel], float]
-    kind: str = "conv"  # "conv", "grouped conv" (< 16 input channels per group) or "elementwise"
-
-
-def conv_case(c_in: int, c_out: int, k: int | tuple[int, int], h: int, *, stride: int = 1, padding=None,
-              groups: int = 1, batch: int = 1) -> OpCase:
-    kh, kw = (k, k) if isinstance(k, int) else k
-    padding = (kh // 2, kw // 2) if padding is None else (padding, padding) if isinstance(padding, int) else padding
-    x = torch.randn(batch, c_in, h, h)
-    w = torch.randn(c_out, c_in // groups, kh, kw) * 0.1
-    b = torch.randn(c_out)
-    stride_, padding_ = [stride, stride], list(padding)
-    geometry = ConvMap(w, b, (stride, stride), ((padding[0], padding[0]), (padding[1], padding[1])), (1, 1), groups)
-    macs = geometry.macs_per_output() * math.prod(geometry.output_size((h, h))) * batch
-    wino = CostModel.winograd_eligible(geometry)
-    grouped = groups > 1 and w.shape[1] < GROUPED_DENSE_THRESHOLD
-    out_size = geometry.output_size((h, h))
-    moved = ((c_in * h * h + c_out * math.prod(out_size)) * batch + w.numel()) * 4
-    features = np.array([0.0 if (wino or grouped) else macs, macs if wino else 0.0, macs if grouped else 0.0,
-                         moved, 1.0])
-    if grouped:
-        category = "depthwise 3x3" if groups == c_in == c_out else "grouped (<16/group)"
-    elif wino:
-        category = "dense 3x3 s1"
-    elif (kh, kw) == (1, 1):
-        category = "dense 1x1"
-    else:
-        category = "dense other (5x5, 1x3, s2)"
-    label = f"conv {c_in}->{c_out} k{kh}x{kw} s{stride} p{padding[0]}{'' if groups == 1 else f' g{groups}'} " \
-            f"@{h}x{h} b{batch}"
-    return OpCase(label, category, lambda: aten.conv2d.default(x, w, b, stride_, padding_, [1, 1], groups),
-                  features, lambda m: m.conv_seconds(geometry, (h, h), batch, 4), "grouped conv" if grouped else "conv")
-
-
-def elementwise_case(kind: str, channels: int, h: int, batch: int = 1) -> OpCase:
-    x = torch.randn(batch, channels, h, h)
-    numel = x.numel()
-    if kind == "add":
-        y = torch.randn_like(x)
-        fn, operands = (lambda: aten.add.Tensor(x, y)), 2
-    elif kind == "relu":
-        fn, operands = (lambda: aten.relu.default(x)), 1
-    elif kind == "mul (per-channel scale)":
-        scale = torch.randn(channels, 1, 1)
-        fn, operands = (lambda: aten.mul.Tensor(x, scale)), 1
-    elif kind == "batchnorm":
-        w, b, mean, var = (torch.randn(channels) for _ in range(4))
-        var = var.abs() + 0.5
-        fn, operands = (lambda: aten._native_batch_norm_legit_no_training.default(x, w, b, mean, var, 0.1, 1e-5)), 1
-    else:
-        raise ValueError(kind)
-    moved = numel * (operands + 1) * 4
-    return OpCase(f"{kind} {channels}x{h}x{h} b{batch}", "elementwise", fn, np.array([0, 0, 0, moved, 1.0]),
-                  lambda m: m.elementwise_seconds(numel, operands, 4), "elementwise")
-
-
-def op_cases(quick: bool, max_macs: float) -> list[OpCase]:
-    cases: list[OpCase] = []
-    sizes = (14, 28) if quick else (7, 14, 28, 56)
-    widths = (32, 128) if quick else (16, 32, 64, 128, 256)
-    for c in widths:
-        for h in sizes:
-            cases.append(conv_case(c, c, 1, h))
-            cases.append(conv_case(c, c, 3, h))
-            if not quick:
-                cases.append(conv_case(c, c, 3, h, stride=2))
-                cases.append(conv_case(c, c, 5, h))
-                if c >= 32:
-                    cases.append(conv_case(c, c // 4, 3, h))               # low-rank, first conv (padded)
-                    cases.append(conv_case(c // 4, c, 3, h, padding=0))    # low-rank, second conv (unpadded)
-    for c in (32, 64, 128, 256, 512) if not quick else (64, 256):
-        for h in (14, 28, 56) if not quick else (14, 28):
-            cases.append(conv_case(c, c, 3, h, groups=c))
-    extra = [] if quick else [
-        conv_case(32, 128, 1, 28), conv_case(128, 32, 1, 28), conv_case(64, 256, 1, 14), conv_case(256, 64, 1, 14),
-        conv_case(64, 64, (1, 3), 28), conv_case(64, 64, (3, 1), 28), conv_case(64, 64, 3, 28, groups=8),
-        conv_case(128, 128, 3, 14, groups=16), conv_case(3, 48, 3, 224, stride=2), conv_case(3, 16, 3, 64),
-        conv_case(64, 64, 3, 28, batch=8), conv_case(128, 128, 1, 14, batch=8), conv_case(128, 128, 3, 28, groups=128,
-                                                                                          batch=8),
-        conv_case(48, 48, 3, 56, stride=2), conv_case(192, 192, 3, 14), conv_case(1280, 1280, 3, 7, stride=2),
-    ]
-    cases += extra
-    cases = [c for c in cases if c.features[:3].sum() <= max_macs]
-    shapes = [(16, 14), (32, 28), (64, 28), (64, 56), (128, 56), (32, 112)] if not quick else [(32, 28), (128, 56)]
-    for kind in ("add", "relu", "mul (per-channel scale)", "batchnorm"):
-        for c, h in shapes:
-            cases.append(elementwise_case(kind, c, h))
-    if not quick:
-        cases += [elementwise_case("add", 256, 56, batch=4), elementwise_case("relu", 64, 112, batch=4),
-                  elementwise_case("add", 8, 7), elementwise_case("relu", 16, 7)]
-    return cases
-
-
-def measure_ops(cases: list[OpCase], n_threads: int, rounds: int) -> dict[str, Stats]:
-    """Seconds per call of each op: process CPU time at 1 thread, wall time otherwise (see _timing)."""
+def time_ops(specs: Sequence[op_set.OpSpec], n_threads: int, rounds: int) -> dict[str, Stats]:
+    """Seconds per call of each op: process CPU time at 1 thread, wall time otherwise."""
+    fns = {s.label: op_set.build(s, "cpu", torch.float32, memory_format=torch.contiguous_format) for s in specs}
     with threads(n_threads):
-        timings = time_interleaved({c.label: c.fn for c in cases}, rounds=rounds, warmup=2,
-                                   min_sample_seconds=0.001)
-    return {label: clock(t, n_threads) for label, t in timings.items()}
+        timings = time_interleaved(fns, rounds=rounds, warmup=2, min_sample_seconds=0.002)
+    return {label: (t.cpu if n_threads == 1 else t.wall) for label, t in timings.items()}
 
 
-def clock(timing: Timing, n_threads: int) -> Stats:
-    """The contention-robust clock: CPU time with one thread, wall time with several."""
-    return timing.cpu if n_threads == 1 else timing.wall
+def fit_constants(signatures: Sequence[OpSignature], seconds: Sequence[float], start: Target,
+               names: Sequence[str], label: str) -> tuple[Target, list[str]]:
+    """Log-space least squares of the constants ``names`` of ``start`` (see the module docstring).
+
+    Returns the fitted target and the constants no op of the set depends on (left at ``start``).
+    """
+    measured = np.log(np.asarray(seconds))
+
+    def target(values: dict[str, float]) -> Target:
+        return dataclasses.replace(start, name=label, **values)
+
+    def residuals_of(values: dict[str, float]) -> np.ndarray:
+        model = CostModel(target(values))
+        return np.log([model.seconds(s) for s in signatures]) - measured
+
+    initial = {}
+    for name in names:
+        value = getattr(start, name)
+        if value is None or not math.isfinite(value) or value <= 0:
+            raise ValueError(f"cannot start the fit of {name} from {value!r}")
+        initial[name] = float(value)
+    base = residuals_of(initial)
+    free = [n for n in names if np.any(residuals_of({**initial, n: initial[n] * 2}) != base)]
+    unused = [n for n in names if n not in free]
+
+    def values_of(p: np.ndarray) -> dict[str, float]:
+        return {**initial, **{n: float(math.exp(v)) for n, v in zip(free, p, strict=True)}}
+
+    fitted = least_squares(lambda p: residuals_of(values_of(p)), np.log([initial[n] for n in free]), method="trf")
+    return target(values_of(fitted.x)), unused
 
 
-def fit_target(cases: list[OpCase], measured: dict[str, Stats], space: str = "log") -> Target:
-    """Least-squares fit of the five constants to the measured medians.
+def rounded(target: Target) -> Target:
+    """Every fitted constant to two significant digits (``winograd_speedup`` to two decimals)."""
+    values: dict[str, float] = {}
+    for f in fields(target):
+        value = getattr(target, f.name)
+        if (isinstance(value, float) and math.isfinite(value) and value > 0
+                and f.name not in ("fresh_bytes_threshold", "winograd_speedup")):
+            values[f.name] = float(f"{value:.2g}")
+    return dataclasses.replace(target, **values, winograd_speedup=round(target.winograd_speedup, 2))
 
-    ``space="log"`` minimises sum(log(estimate / measured)^2) (symmetric in over- and
-    under-estimation; the proposed fit), started from ``space="relative"``, which is non-negative
-    least squares on (estimate - measured) / measured (linear, but it favours under-estimates).
+
+# ---------------------------------------------------------------------- the simple form on precomputed features
+FEATURES = ("dense_macs", "wino_macs", "grouped_macs", "bytes", "ops")
+"""The simple (five-constant) model's terms, as ``op_set.features`` computes them for the GPU fit."""
+
+
+def fit_target(cases: Sequence, measured: dict[str, Stats], space: str = "log") -> Target:
+    """Least-squares fit of the simple model's five constants from precomputed features (GPU fit).
+
+    ``cases`` have ``label`` and ``features`` (`FEATURES` order); the estimate is linear in
+    (1/macs_per_second, 1/(macs_per_second*winograd_speedup), 1/grouped_macs_per_second,
+    1/bytes_per_second, seconds_per_op). ``space="log"`` minimises sum(log(estimate / measured)^2),
+    started from ``space="relative"``: non-negative least squares on (estimate - measured) / measured.
+    ``benchmarks/gpu/fit_constants.py`` uses it; the CPU fit (`fit_constants`) asks `CostModel` itself.
     """
     a = np.stack([c.features for c in cases])
     t = np.array([measured[c.label].median for c in cases])
@@ -244,503 +204,426 @@ def fit_target(cases: list[OpCase], measured: dict[str, Stats], space: str = "lo
     coef = np.zeros(a.shape[1])
     coef[present] = coef_scaled / scale[present]
     dense, wino, grouped, per_byte, per_op = coef
-    return Target(
-        "cpu",
-        macs_per_second=1.0 / dense if dense > 0 else math.inf,
-        grouped_macs_per_second=1.0 / grouped if grouped > 0 else math.inf,
-        bytes_per_second=1.0 / per_byte if per_byte > 0 else math.inf,
-        seconds_per_op=per_op,
-        winograd_speedup=(dense / wino) if wino > 0 else math.inf,
-    )
+    return Target("cpu", macs_per_second=1.0 / dense if dense > 0 else math.inf,
+                  grouped_macs_per_second=1.0 / grouped if grouped > 0 else math.inf,
+                  bytes_per_second=1.0 / per_byte if per_byte > 0 else math.inf, seconds_per_op=per_op,
+                  winograd_speedup=(dense / wino) if wino > 0 else math.inf)
 
 
-def rounded(target: Target) -> Target:
-    def two(v: float) -> float:
-        return float(f"{v:.2g}") if math.isfinite(v) and v > 0 else v
-
-    return replace(target, macs_per_second=two(target.macs_per_second),
-                   grouped_macs_per_second=two(target.grouped_macs_per_second),
-                   bytes_per_second=two(target.bytes_per_second), seconds_per_op=two(target.seconds_per_op),
-                   winograd_speedup=round(target.winograd_speedup, 2))
-
-
-def fit_quality(cases: list[OpCase], measured: dict[str, Stats], models: dict[str, CostModel]) -> list[list[str]]:
+def fit_quality(cases: Sequence, measured: dict[str, Stats], models: dict[str, CostModel]) -> list[list[str]]:
+    """Fit quality rows per category of ``cases`` (with ``label``, ``category``, ``estimate(model)``)."""
     rows = []
     categories = sorted({c.category for c in cases}) + ["all"]
     for name, model in models.items():
         for category in categories:
             chosen = [c for c in cases if category in ("all", c.category)]
-            errors = np.array([c.estimate(model) / measured[c.label].median - 1.0 for c in chosen])
-            logs = np.log([c.estimate(model) / measured[c.label].median for c in chosen])
-            rows.append([name, category, len(chosen), f"{np.median(np.abs(errors)):.0%}",
-                         f"{np.quantile(np.abs(errors), 0.9):.0%}", f"{np.max(np.abs(errors)):.0%}",
-                         f"{math.exp(np.mean(logs)):.2f}"])
+            ratios = np.array([c.estimate(model) / measured[c.label].median for c in chosen])
+            errors = np.abs(ratios - 1.0)
+            rows.append([name, category, len(chosen), f"{np.median(errors):.0%}", f"{np.quantile(errors, 0.9):.0%}",
+                         f"{np.max(errors):.0%}", f"{math.exp(np.mean(np.log(ratios))):.2f}"])
     return rows
 
 
-@dataclass(frozen=True)
-class ExtendedCostModel(CostModel):
-    """A PROPOSAL, not fxrep's model: `CostModel` with a fixed cost per conv kind instead of one per op.
-
-    On this CPU (oneDNN, NCHW float32) a conv's fixed cost depends on its kind - about 25-35 us for
-    a dense 1x1, 50-80 us for a dense 3x3 and 110-140 us for a depthwise 3x3 at small sizes, against
-    ~5 us for an element-wise op - which one ``seconds_per_op`` cannot express. Here convs cost
-    ``seconds_per_conv`` (dense) or ``seconds_per_grouped_conv`` (< 16 input channels per group)
-    and element-wise ops ``target.seconds_per_op``. Passed as ``cost_model`` to
-    `CollapseLinearRegions` it shows what the decisions would be with that model form.
-    """
-
-    seconds_per_conv: float = 0.0
-    seconds_per_grouped_conv: float = 0.0
-
-    def conv_seconds(self, conv: ConvMap, in_size, batch: int = 1, itemsize: int = 4) -> float:
-        base = super().conv_seconds(conv, in_size, batch, itemsize) - self.target.seconds_per_op
-        grouped = conv.groups > 1 and conv.weight.shape[1] < GROUPED_DENSE_THRESHOLD
-        return base + (self.seconds_per_grouped_conv if grouped else self.seconds_per_conv)
+def target_source(target: Target, names: Sequence[str]) -> str:
+    return "\n".join(f"    {n}={getattr(target, n):.2g}," for n in names)
 
 
-def fit_extended(cases: list[OpCase], measured: dict[str, Stats]) -> ExtendedCostModel:
-    """Log-space least squares of `ExtendedCostModel`'s seven constants (winograd fitted as before)."""
-    kinds = ("elementwise", "conv", "grouped conv")
-    a = np.stack([np.concatenate([c.features[:4], [float(c.kind == k) for k in kinds]]) for c in cases])
-    t = np.array([measured[c.label].median for c in cases])
-    present = a.any(axis=0)
-    scale = np.where(present, a.max(axis=0), 1.0)
-    normalized = (a / scale)[:, present]
-    coef_scaled, _ = nnls(normalized / t[:, None], np.ones(len(cases)))
-    start = np.log(np.maximum(coef_scaled, 1e-6 * max(coef_scaled.max(), 1e-30)))
-    fitted = least_squares(lambda p: np.log(normalized @ np.exp(p)) - np.log(t), start, method="trf")
-    coef = np.zeros(a.shape[1])
-    coef[present] = np.exp(fitted.x) / scale[present]
-    dense, wino, grouped, per_byte, per_elementwise, per_conv, per_grouped = coef
-    target = Target("cpu (extended)", macs_per_second=1.0 / dense, grouped_macs_per_second=1.0 / grouped,
-                    bytes_per_second=1.0 / per_byte, seconds_per_op=per_elementwise,
-                    winograd_speedup=dense / wino if wino > 0 else math.inf)
-    return ExtendedCostModel(rounded(target), seconds_per_conv=float(f"{per_conv:.2g}"),
-                             seconds_per_grouped_conv=float(f"{per_grouped:.2g}"))
-
-
-def describe(target: Target) -> str:
-    return (f"macs_per_second={target.macs_per_second:.3g}, grouped_macs_per_second="
-            f"{target.grouped_macs_per_second:.3g}, bytes_per_second={target.bytes_per_second:.3g}, "
-            f"seconds_per_op={target.seconds_per_op:.3g}, winograd_speedup={target.winograd_speedup:.3g}")
+def quality_rows(specs: Sequence[op_set.OpSpec], measured: dict[str, Stats],
+                 models: dict[str, CostModel]) -> tuple[list[list], dict[str, float]]:
+    rows, medians = [], {}
+    categories = sorted({s.category for s in specs}) + ["all"]
+    for name, model in models.items():
+        for category in categories:
+            chosen = [s for s in specs if category in ("all", s.category)]
+            ratios = np.array([model.seconds(op_set.signature(s, 4)) / measured[s.label].median for s in chosen])
+            errors = np.abs(ratios - 1)
+            if category == "all":
+                medians[name] = float(np.median(errors))
+            rows.append([name, category, len(chosen), f"{np.median(errors):.0%}", f"{np.quantile(errors, 0.9):.0%}",
+                         f"{errors.max():.0%}", f"{math.exp(np.mean(np.log(ratios))):.2f}"])
+    return rows, medians
 
 
 # ====================================================================== part 2: decisions
-class Branches(nn.Module):
-    """Sum of parallel convs of one input."""
+@dataclass
+class Program:
+    """A short program of ops on one input ``x`` (batch, C, H, H): its ops' signatures and a runner.
 
-    def __init__(self, *convs: nn.Module) -> None:
-        super().__init__()
-        self.convs = nn.ModuleList(convs)
+    Each op returns a value index; ``run()`` recomputes every op in order from ``x``.
+    """
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.convs[0](x)
-        for conv in self.convs[1:]:
-            out = out + conv(x)
-        return out
+    x: torch.Tensor
+    signatures: list[OpSignature] = field(default_factory=list)
+    steps: list[tuple[Callable[..., torch.Tensor], tuple[int, ...]]] = field(default_factory=list)
+    shapes: list[tuple[int, ...]] = field(default_factory=list)
+    generator: torch.Generator = field(default_factory=lambda: torch.Generator().manual_seed(0))
 
+    def __post_init__(self) -> None:
+        self.shapes.append(tuple(self.x.shape))
 
-def conv_bn(c_in: int, c_out: int, padding: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=padding, bias=False), nn.BatchNorm2d(c_out))
+    def _push(self, fn: Callable[..., torch.Tensor], args: tuple[int, ...], shape: tuple[int, ...],
+              signature: OpSignature) -> int:
+        self.steps.append((fn, args))
+        self.shapes.append(shape)
+        self.signatures.append(signature)
+        return len(self.shapes) - 1
 
+    def _randn(self, *shape: int, scale: float = 1.0) -> torch.Tensor:
+        return torch.randn(*shape, generator=self.generator) * scale
 
-def repvgg_block(c: int) -> nn.Module:
-    block = RepVGGBlock(c, c, 3, padding=1)
-    block.nonlinearity = nn.Identity()  # only the linear region is timed
-    return block
+    def conv(self, source: int, out_channels: int, kernel: int | tuple[int, int], *, stride: int = 1,
+             padding: int | tuple[int, int] | None = None, groups: int = 1) -> int:
+        n, c, h, w = self.shapes[source]
+        kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
+        ph, pw = ((kh // 2, kw // 2) if padding is None else (padding, padding) if isinstance(padding, int)
+                  else padding)
+        weight = self._randn(out_channels, c // groups, kh, kw, scale=0.1)
+        bias = self._randn(out_channels)
+        out = (n, out_channels, (h + 2 * ph - kh) // stride + 1, (w + 2 * pw - kw) // stride + 1)
+        signature = ConvSignature(c, out_channels, (kh, kw), (stride, stride), ((ph, ph), (pw, pw)), (1, 1), groups,
+                                  (h, w), n, 4)
+        return self._push(lambda x: F.conv2d(x, weight, bias, stride, (ph, pw), 1, groups), (source,), out,
+                          signature)
 
+    def avg_pool(self, source: int, kernel: int = 3, stride: int = 1) -> int:
+        n, c, h, w = self.shapes[source]
+        p = kernel // 2
+        out = (n, c, (h + 2 * p - kernel) // stride + 1, (w + 2 * p - kernel) // stride + 1)
+        signature = PoolSignature(c, (kernel, kernel), (stride, stride), (p, p), (h, w), n, 4)
+        return self._push(lambda x: F.avg_pool2d(x, kernel, stride, p, False, True), (source,), out, signature)
 
-BLOCKS: dict[str, Callable[[int], nn.Module]] = {
-    "repvgg 3x3+1x1+id": repvgg_block,
-    "acnet 3x3+1x3+3x1": lambda c: ACBlock(c, c),
-    "low-rank 3x3 C->C/4->C": lambda c: nn.Sequential(conv_bn(c, c // 4, 1), conv_bn(c // 4, c, 0)),
-    "expandnet-CL 1x1->3x3->1x1 (4C)": lambda c: ExpandCL(c, c, 3, padding=1),
-    "depthwise 3x3 + dense 1x1": lambda c: Branches(nn.Conv2d(c, c, 3, padding=1, groups=c), nn.Conv2d(c, c, 1)),
-}
+    def batch_norm(self, source: int) -> int:
+        """An inference BatchNorm (a BN-only branch, or one after a pool, which nothing folds into)."""
+        shape = self.shapes[source]
+        c = shape[1]
+        mean, weight, bias = self._randn(c), self._randn(c), self._randn(c)
+        var = self._randn(c).abs() + 0.5
+        signature = ElementwiseSignature("batchnorm", math.prod(shape), 1, 4, c)
+        return self._push(lambda x: F.batch_norm(x, mean, var, weight, bias, False, 0.1, 1e-5), (source,), shape,
+                          signature)
 
+    def add(self, a: int, b: int) -> int:
+        shape = self.shapes[a]
+        return self._push(torch.add, (a, b), shape, ElementwiseSignature("add", math.prod(shape), 2, 4, shape[1]))
 
-def block_gmacs(kind: str, c: int, h: int) -> float:
-    """MACs (1e9) of the slowest alternative of a block at batch 1."""
-    hw = h * h
-    return {
-        "repvgg 3x3+1x1+id": 10 * c * c * hw, "acnet 3x3+1x3+3x1": 15 * c * c * hw,
-        "low-rank 3x3 C->C/4->C": 25 * c * c * hw, "expandnet-CL 1x1->3x3->1x1 (4C)": 152 * c * c * hw,
-        "depthwise 3x3 + dense 1x1": 9 * c * c * hw,
-    }[kind] / 1e9
+    def sum(self, values: Sequence[int]) -> int:
+        total = values[0]
+        for value in values[1:]:
+            total = self.add(total, value)
+        return total
+
+    def run(self) -> torch.Tensor:
+        values = [self.x]
+        for fn, args in self.steps:
+            values.append(fn(*(values[i] for i in args)))
+        return values[-1]
 
 
 @dataclass
-class Case:
-    kind: str
+class Decision:
+    block: str
+    family: str  # "parallel" or "sequential"
     channels: int
     size: int
-    model: nn.Module
-    x: torch.Tensor
-    modules: dict[str, torch.fx.GraphModule] = field(default_factory=dict)  # distinct alternatives by key
-    alias: dict[str, str] = field(default_factory=dict)  # "kept"/"always"/"default:<model>" -> key in modules
-    decisions: dict[str, list] = field(default_factory=dict)  # cost model name -> [CostDecision]
-    errors: dict[str, float] = field(default_factory=dict)
-    timings: dict[int, dict[str, Stats]] = field(default_factory=dict)  # threads -> key -> Stats (see clock)
-    build_seconds: float = 0.0
+    batch: int
+    merged: Program
+    split: Program
+    timing: dict[int, Stats] = field(default_factory=dict)  # threads -> paired ratios merged / split
+    merged_time: dict[int, Stats] = field(default_factory=dict)
+    split_time: dict[int, Stats] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
-        return f"{self.kind} C={self.channels} H={self.size}"
+        return f"{self.block} C={self.channels} H={self.size} b{self.batch}"
 
 
-def signature(gm: torch.fx.GraphModule) -> tuple:
-    from fxrep.ops import example_value
-
-    items = []
-    for node in gm.graph.nodes:
-        if node.op in ("call_function", "call_module") and str(node.target) != "_guards_fn":
-            shapes = []
-            for arg in node.all_input_nodes:
-                value = example_value(arg)
-                shapes.append(None if value is None else tuple(value.shape))
-            scalars = tuple(a for a in node.args if not isinstance(a, torch.fx.Node))
-            items.append((str(node.target), tuple(shapes), str(scalars)))
-    return tuple(items)
+Build = Callable[[Program, int], object]
 
 
-def strip_guards(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
-    for node in list(gm.graph.nodes):
-        if node.op == "call_module" and str(node.target) == "_guards_fn":
-            gm.graph.erase_node(node)
-    gm.recompile()
-    return gm
+def blocks() -> dict[str, tuple[str, Build, Build]]:
+    """name -> (family, build merged, build split): the decision blocks (see the module docstring), on input 0."""
+    return {
+        "repvgg 3x3+1x1+bn": ("parallel",
+                              lambda p, c: p.conv(0, c, 3),
+                              lambda p, c: p.sum([p.conv(0, c, 3), p.conv(0, c, 1), p.batch_norm(0)])),
+        "repvgg s2 3x3+1x1": ("parallel",
+                              lambda p, c: p.conv(0, c, 3, stride=2),
+                              lambda p, c: p.sum([p.conv(0, c, 3, stride=2), p.conv(0, c, 1, stride=2, padding=0)])),
+        "acnet 3x3+1x3+3x1": ("parallel",
+                              lambda p, c: p.conv(0, c, 3),
+                              lambda p, c: p.sum([p.conv(0, c, 3), p.conv(0, c, (1, 3)), p.conv(0, c, (3, 1))])),
+        "dw3x3+1x1": ("parallel",
+                      lambda p, c: p.conv(0, c, 3),
+                      lambda p, c: p.sum([p.conv(0, c, 3, groups=c), p.conv(0, c, 1)])),
+        "dbb 4 branches": ("parallel",
+                           lambda p, c: p.conv(0, c, 3),
+                           lambda p, c: p.sum([p.conv(0, c, 3), p.conv(0, c, 1),
+                                               p.batch_norm(p.avg_pool(p.conv(0, c, 1))),
+                                               p.conv(p.conv(0, c, 1), c, 3)])),
+        "3x3+avgpool+id": ("parallel",
+                           lambda p, c: p.conv(0, c, 3),
+                           lambda p, c: p.sum([p.conv(0, c, 3), p.avg_pool(0), 0])),
+        "mobileone 3x(3x3)+1x1+bn": ("parallel",
+                                     lambda p, c: p.conv(0, c, 3),
+                                     lambda p, c: p.sum([p.conv(0, c, 3), p.conv(0, c, 3), p.conv(0, c, 3),
+                                                         p.conv(0, c, 1), p.batch_norm(0)])),
+        "5 branches 3x3+1x1+1x3+3x1+avgpool": ("parallel",
+                                               lambda p, c: p.conv(0, c, 3),
+                                               lambda p, c: p.sum([p.conv(0, c, 3), p.conv(0, c, 1),
+                                                                   p.conv(0, c, (1, 3)), p.conv(0, c, (3, 1)),
+                                                                   p.avg_pool(0)])),
+        "depthwise repvgg dw3x3+dw1x1+bn": ("parallel",
+                                            lambda p, c: p.conv(0, c, 3, groups=c),
+                                            lambda p, c: p.sum([p.conv(0, c, 3, groups=c),
+                                                                p.conv(0, c, 1, groups=c), p.batch_norm(0)])),
+        "low-rank 3x3 C->C/4->C": ("sequential",
+                                   lambda p, c: p.conv(0, c, 5, padding=1),
+                                   lambda p, c: p.conv(p.conv(0, max(1, c // 4), 3), c, 3, padding=0)),
+        "expandnet-CL 1x1->3x3->1x1 (4C)": ("sequential",
+                                            lambda p, c: p.conv(0, c, 3),
+                                            lambda p, c: p.conv(p.conv(p.conv(0, 4 * c, 1), 4 * c, 3), c, 1)),
+        "1x1->3x3": ("sequential", lambda p, c: p.conv(0, c, 3), lambda p, c: p.conv(p.conv(0, c, 1), c, 3)),
+        "3x3->1x1": ("sequential", lambda p, c: p.conv(0, c, 3), lambda p, c: p.conv(p.conv(0, c, 3), c, 1)),
+        "separable dw3x3->1x1": ("sequential", lambda p, c: p.conv(0, c, 3),
+                                 lambda p, c: p.conv(p.conv(0, c, 3, groups=c), c, 1)),
+        "1x1 C->2C->C": ("sequential", lambda p, c: p.conv(0, c, 1), lambda p, c: p.conv(p.conv(0, 2 * c, 1), c, 1)),
+        "3x3->3x3": ("sequential", lambda p, c: p.conv(0, c, 5), lambda p, c: p.conv(p.conv(0, c, 3), c, 3)),
+    }
 
 
-def unique_decisions(gm: torch.fx.GraphModule) -> list:
-    seen, result = set(), []
-    for pass_summary in gm.fxrep_report.passes:
-        if pass_summary.name != CollapseLinearRegions.name:
-            continue
-        for d in pass_summary.decisions:
-            key = (d.node, round(d.before, 12), round(d.after, 12), d.applied, d.note)
-            if key not in seen:
-                seen.add(key)
-                result.append(d)
-    return result
+def macs(program: Program) -> int:
+    return sum(s.macs for s in program.signatures if isinstance(s, ConvSignature))
 
 
-def build_case(kind: str, c: int, h: int, models: dict[str, CostModel], seed: int) -> Case:
-    start = time.perf_counter()
-    torch.manual_seed(seed)
-    model = randomize_(BLOCKS[kind](c), seed).eval()
-    x = torch.randn(1, c, h, h, generator=torch.Generator().manual_seed(seed))
-    case = Case(kind, c, h, model, x)
-    captured = capture(model, (x,)).graph_module
-    prefix = [EvaluateConstantSubgraphs(), FoldBatchNorm()]
-    variants: dict[str, list] = {"kept": prefix, "always": prefix + [CollapseLinearRegions(policy="always")]}
-    for name, cost_model in models.items():
-        variants[f"default:{name}"] = prefix + [CollapseLinearRegions(cost_model=cost_model)]
-    with torch.inference_mode():
-        reference = model(x)
-    by_signature: dict[tuple, str] = {}
-    for label, passes in variants.items():
-        gm = fxrep.optimize(captured, (x,), passes=passes)
-        if label.startswith("default:"):
-            case.decisions[label.split(":", 1)[1]] = unique_decisions(gm)
-        key = by_signature.setdefault(signature(gm), label)
-        case.alias[label] = key
-        if key == label:
-            with torch.inference_mode():
-                case.errors[label] = max_errors(reference, gm(x))[1]
-            case.modules[label] = strip_guards(gm)
-    case.build_seconds = time.perf_counter() - start
-    return case
+def build_decisions(quick: bool, max_macs: float) -> tuple[list[Decision], int]:
+    widths = (16, 64) if quick else (8, 16, 32, 64, 128, 256, 512)
+    sizes = (14, 28) if quick else (7, 14, 28, 56, 112)
+    batches = (1,) if quick else (1, 8)
+    decisions, skipped = [], 0
+    for name, (family, merged, split) in blocks().items():
+        for batch in batches:
+            for c in widths:
+                for h in sizes:
+                    x = torch.randn(batch, c, h, h, generator=torch.Generator().manual_seed(c * 1000 + h))
+                    a, b = Program(x), Program(x)
+                    merged(a, c)
+                    split(b, c)
+                    if max(macs(a), macs(b)) > max_macs:
+                        skipped += 1
+                        continue
+                    decisions.append(Decision(name, family, c, h, batch, a, b))
+    return decisions, skipped
 
 
-def empty_module(x: torch.Tensor) -> torch.fx.GraphModule:
-    """An identity captured and returned by fxrep like the alternatives: its call is the fixed overhead."""
-
-    class Same(nn.Module):
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return x
-
-    return strip_guards(fxrep.optimize(Same(), (x,), passes=[]))
-
-
-def time_case(case: Case, n_threads: int, budget_seconds: float, quick: bool) -> None:
-    fns = {key: (lambda gm=gm: gm(case.x)) for key, gm in case.modules.items()}
-    empty = empty_module(case.x)
-    fns["(empty module)"] = lambda: empty(case.x)
+def time_decisions(decisions: Sequence[Decision], n_threads: int, rounds: int) -> None:
     with threads(n_threads):
-        probe = time_interleaved(fns, rounds=1, warmup=2, min_sample_seconds=0.002)
-        per_round = sum(max(s.wall.median, 0.002) for s in probe.values())
-        rounds = 5 if quick else int(min(41, max(11, budget_seconds / per_round)))
-        timings = time_interleaved(fns, rounds=rounds, warmup=1, min_sample_seconds=0.002)
-        case.timings[n_threads] = {key: clock(t, n_threads) for key, t in timings.items()}
+        for index, d in enumerate(decisions):
+            timings = time_interleaved({"merged": d.merged.run, "split": d.split.run}, rounds=rounds, warmup=2,
+                                       min_sample_seconds=0.002)
+            clock = {k: (t.cpu if n_threads == 1 else t.wall) for k, t in timings.items()}
+            d.merged_time[n_threads], d.split_time[n_threads] = clock["merged"], clock["split"]
+            d.timing[n_threads] = paired_ratios(clock["merged"], clock["split"])
+            if index % 50 == 0:
+                print(f"  {n_threads}t {index}/{len(decisions)} {d.name}: merged/split "
+                      f"{d.timing[n_threads].median:.3f} (load {load()})", flush=True)
 
 
 @dataclass
-class Row:
-    case: Case
-    model: str
-    decision: object
-    kind: str  # "region" or "cut"
-    before_key: str | None
-    after_key: str | None
+class Verdict:
+    choice: str  # "merged" or "split"
+    truth: str  # "merged", "split" or "tie"
+    loss: float  # measured time of the chosen / of the faster - 1 (0 when right)
+
+    @property
+    def kind(self) -> str:
+        return "tie" if self.truth == "tie" else ("right" if self.choice == self.truth else "WRONG")
 
 
-def decision_rows(cases: list[Case], model: str) -> list[Row]:
-    rows = []
-    for case in cases:
-        decisions = case.decisions[model]
-        cuts = [d for d in decisions if not d.applied and d.note.startswith("kept the inputs of")]
-        for d in decisions:
-            if d in cuts:
-                row = Row(case, model, d, "cut", case.alias[f"default:{model}"], case.alias["always"])
-                if len(cuts) > 1:
-                    row.before_key = None
-            elif d.applied:
-                row = Row(case, model, d, "region", case.alias["kept"], case.alias[f"default:{model}"])
-            else:
-                row = Row(case, model, d, "region", case.alias["kept"], None if cuts else case.alias["always"])
-            rows.append(row)
-    return rows
-
-
-def judge(row: Row, n_threads: int, tie: float) -> dict:
-    d = row.decision
-    out = {"est_before": d.before, "est_after": d.after, "applied": d.applied}
-    timings = row.case.timings.get(n_threads)
-    if timings is None or row.before_key is None or row.after_key is None:
-        out["verdict"] = "n/a"
-        return out
-    before, after = timings[row.before_key], timings[row.after_key]
-    overhead = timings["(empty module)"].median
-    ratio = paired_ratios(after, before) if row.before_key != row.after_key else Stats((1.0,))
-    out.update(meas_before=before.median, meas_after=after.median, ratio=ratio, overhead=overhead,
-               est_over_meas_before=d.before / max(before.median - overhead, 1e-9),
-               est_over_meas_after=d.after / max(after.median - overhead, 1e-9))
-    faster_after = ratio.median < 1.0
+def judge(choice: str, ratio: Stats, tie: float) -> Verdict:
+    r = ratio.median
     low, high = ratio.median_ci()
-    if abs(ratio.median - 1.0) <= tie or (row.before_key != row.after_key and low <= 1.0 <= high):
-        out["verdict"] = "tie"  # within --tie of 1, or the 95% CI of the paired median contains 1
-    else:
-        out["verdict"] = "right" if d.applied == faster_after else "WRONG"
-    return out
+    truth = "tie" if abs(r - 1) <= tie or low <= 1.0 <= high else ("merged" if r < 1 else "split")
+    chosen_over_best = (r / min(r, 1.0)) if choice == "merged" else (1.0 / min(r, 1.0))
+    return Verdict(choice, truth, chosen_over_best - 1.0)
 
 
-def required_outcomes(models: dict[str, CostModel], seed: int) -> list[list[str]]:
-    """The issue's outcomes at the test's configuration (CollapseLinearRegions alone on the export capture)."""
-    from fxrep.report import count_ops
-
-    class TestBranches(nn.Module):  # tests/passes: `out = 0; out = out + conv(x)` for each branch
-        def __init__(self, *convs):
-            super().__init__()
-            self.convs = nn.ModuleList(convs)
-
-        def forward(self, x):
-            out = 0
-            for conv in self.convs:
-                out = out + conv(x)
-            return out
-
-    c = 64
-    examples = [
-        ("RepVGG 3x3+1x1+identity -> merge", lambda: RepVGGBlock(c, c, 3, padding=1), 14, 1),
-        ("low-rank 3x3 C->C/4 -> 3x3 C/4->C -> keep", lambda: nn.Sequential(conv_bn(c, c // 4, 1),
-                                                                              conv_bn(c // 4, c, 0)), 14, 2),
-        ("ExpandNet 1x1 C->4C -> 3x3 -> 1x1 -> one 3x3", lambda: ExpandCL(c, c, 3, padding=1), 14, 1),
-        ("depthwise 3x3 + dense 1x1 -> keep (14x14)", lambda: TestBranches(nn.Conv2d(c, c, 3, padding=1, groups=c),
-                                                                           nn.Conv2d(c, c, 1)), 14, 2),
-        ("depthwise 3x3 + dense 1x1 -> keep (16x16)", lambda: TestBranches(nn.Conv2d(c, c, 3, padding=1, groups=c),
-                                                                           nn.Conv2d(c, c, 1)), 16, 2),
-    ]
-    rows = []
-    for label, make, size, expected in examples:
-        model = randomize_(make(), seed).eval()
-        x = torch.randn(1, c, size, size)
-        captured = capture(model, (x,)).graph_module
-        cells = [label, str(expected)]
-        for cost_model in models.values():
-            gm = copy.deepcopy(captured)
-            CollapseLinearRegions(cost_model=cost_model)(gm)
-            convs = count_ops(gm).get("conv", 0)
-            cells.append(f"{convs} {'ok' if convs == expected else 'VIOLATED'}")
-        rows.append(cells)
-    return rows
+def choose(model: Callable[[OpSignature], float], d: Decision) -> tuple[str, float, float]:
+    merged = sum(model(s) for s in d.merged.signatures)
+    split = sum(model(s) for s in d.split.signatures)
+    return ("merged" if merged <= split else "split"), merged, split
 
 
+def summary_row(name: str, n_threads: int, verdicts: list[Verdict]) -> list:
+    kinds = [v.kind for v in verdicts]
+    right, wrong, ties = kinds.count("right"), kinds.count("WRONG"), kinds.count("tie")
+    losses = [v.loss for v in verdicts if v.kind == "WRONG"]
+    tie_losses = [v.loss for v in verdicts if v.kind == "tie"]
+    decided = right + wrong
+    return [name, n_threads, len(verdicts), right, wrong, ties, f"{right / decided:.1%}" if decided else "-",
+            f"{(right + ties) / len(verdicts):.1%}" if verdicts else "-",
+            f"{max(losses):.1%}" if losses else "-", f"{statistics.median(losses):.1%}" if losses else "-",
+            f"{max(tie_losses):.1%}" if tie_losses else "-"]
+
+
+# ====================================================================== main
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smoke run (~1 minute)")
-    parser.add_argument("--threads", type=int, nargs="+", default=None,
-                        help="thread counts (default 1: see the module docstring on 2 threads)")
-    parser.add_argument("--fit-threads", type=int, default=None,
-                        help="thread count whose fit is proposed for fxrep/cost.py (default: the first of --threads)")
-    parser.add_argument("--op-rounds", type=int, default=41)
-    parser.add_argument("--case-seconds", type=float, default=2.5, help="timing budget per case and thread count")
-    parser.add_argument("--max-gmacs", type=float, default=2.5, help="skip cases/ops above this many GMACs")
-    parser.add_argument("--tie", type=float, default=0.03, help="|measured ratio - 1| counted as a tie")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="smoke run: op set 'quick', 32 decisions (~2 minutes)")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1], help="thread counts of the single ops (default 1)")
+    parser.add_argument("--decision-threads", type=int, nargs="+", default=None,
+                        help="thread counts of the decisions (default: the first of --threads; see the docstring)")
+    parser.add_argument("--op-rounds", type=int, default=15)
+    parser.add_argument("--decision-rounds", type=int, default=15)
+    parser.add_argument("--max-gmacs", type=float, default=1.0, help="leave out ops / blocks above this many GMACs")
+    parser.add_argument("--tie", type=float, default=0.02, help="|measured ratio - 1| counted as a tie")
+    parser.add_argument("--timing-cache", type=pathlib.Path, default=None,
+                        help="measured mode's timing cache (default: a fresh temporary file)")
     parser.add_argument("--out", type=pathlib.Path, default=RESULTS_DIR)
     args = parser.parse_args()
-    thread_counts = args.threads or [1]
-    fit_threads = args.fit_threads or thread_counts[0]
     info = machine_info()
-    info["threads measured"] = " ".join(map(str, thread_counts))
-    info["fit proposed for fxrep/cost.py from"] = f"{fit_threads} thread(s)"
+    decision_threads = args.decision_threads or args.threads[:1]
+    info["threads measured"] = (f"single ops {' '.join(map(str, args.threads))}; decisions "
+                                f"{' '.join(map(str, decision_threads))}")
     print("\n".join(f"{k}: {v}" for k, v in info.items()), flush=True)
+    suffix = "_quick" if args.quick else ""
+    fit_threads = args.threads[0]
+    loads: list[str] = []
 
     # ------------------------------------------------------------ part 1
-    cases = op_cases(args.quick, args.max_gmacs * 1e9)
-    measured, fits, fits_relative = {}, {}, {}
-    for n in thread_counts:
+    specs = op_set.op_specs("quick" if args.quick else "full", args.max_gmacs * 1e9)
+    signatures = [op_set.signature(s, 4) for s in specs]
+    measured: dict[int, dict[str, Stats]] = {}
+    fits: dict[int, dict[str, Target]] = {}
+    unused: dict[int, list[str]] = {}
+    for n in args.threads:
         start = time.perf_counter()
-        measured[n] = measure_ops(cases, n, 5 if args.quick else args.op_rounds)
-        fits[n], fits_relative[n] = fit_target(cases, measured[n], "log"), fit_target(cases, measured[n], "relative")
-        print(f"{len(cases)} ops timed at {n} thread(s) in {time.perf_counter() - start:.0f}s; log-space fit: "
-              f"{describe(fits[n])}; relative NNLS fit: {describe(fits_relative[n])}", flush=True)
-    fitted = rounded(fits[fit_threads])
-    extended = fit_extended(cases, measured[fit_threads])
-    fit_name = f"fit ({fit_threads}t, log LS, rounded)"
-    extended_name = f"PROPOSAL: per-kind fixed costs ({fit_threads}t, log LS)"
-    models = {"before calibration": CostModel(PRE_CALIBRATION), "fxrep/cost.py now": CostModel(cost_module.CPU),
-              fit_name: CostModel(fitted),
-              f"fit ({fit_threads}t, relative NNLS)": CostModel(rounded(fits_relative[fit_threads])),
-              extended_name: extended}
-    quality_rows = []
-    for n in thread_counts:
-        extra = {} if n == fit_threads else {f"fit ({n}t, log LS)": CostModel(fits[n]),
-                                             f"fit ({n}t, relative NNLS)": CostModel(fits_relative[n])}
-        for row in fit_quality(cases, measured[n], {**models, **extra}):
-            quality_rows.append([n, *row])
-    quality_header = ["threads", "constants", "category", "ops", "median abs rel err", "p90", "max",
-                      "geomean est/meas"]
-
-    def const_row(name: str, t: Target, digits: int = 3) -> list[str]:
-        return [name, f"{t.macs_per_second:.{digits}g}", f"{t.grouped_macs_per_second:.{digits}g}",
-                f"{t.bytes_per_second:.{digits}g}", f"{t.seconds_per_op:.{digits}g}", f"{t.winograd_speedup:.{digits}g}"]
-
-    const_rows = [const_row(name, m.target) for name, m in models.items()]
-    const_rows += [const_row(f"fit ({n}t, {kind}, unrounded)", t, 4)
-                   for n in thread_counts for kind, t in (("log LS", fits[n]), ("relative NNLS", fits_relative[n]))]
-    const_header = ["constants", "macs_per_second", "grouped_macs_per_second", "bytes_per_second", "seconds_per_op",
-                    "winograd_speedup"]
-    extended_note = (f"The PROPOSAL row is `ExtendedCostModel` (defined in this script, not in fxrep): its "
-                     f"seconds_per_op applies to element-wise ops only; convs cost seconds_per_conv = "
-                     f"{extended.seconds_per_conv:.2g} s (dense) or seconds_per_grouped_conv = "
-                     f"{extended.seconds_per_grouped_conv:.2g} s (< 16 input channels per group) instead.")
-    print(md_table(const_header, const_rows))
-    print(extended_note)
-    print(md_table(quality_header, quality_rows), flush=True)
-    op_csv = []
-    for n in thread_counts:
-        for c in cases:
-            st = measured[n][c.label]
-            op_csv.append([n, c.label, c.category, *c.features.tolist(), st.median, st.q1, st.q3, st.n,
-                           *(c.estimate(m) for m in models.values()), c.estimate(CostModel(fits[n]))])
+        loads.append(f"ops at {n} thread(s): load {load()} at start")
+        measured[n] = time_ops(specs, n, 5 if args.quick else args.op_rounds)
+        loads[-1] += f", {load()} at end"
+        seconds = [measured[n][s.label].median for s in specs]
+        per_kind, unused[n] = fit_constants(signatures, seconds, CPU, PER_KIND_FIELDS, f"fit {n}t per-kind")
+        one, _ = fit_constants(signatures, seconds, BEFORE, ONE_FIXED_FIELDS, f"fit {n}t one fixed cost")
+        fits[n] = {"per-kind": per_kind, "one fixed cost": one}
+        print(f"{len(specs)} ops timed and fitted at {n} thread(s) in {time.perf_counter() - start:.0f}s", flush=True)
+    fitted = rounded(fits[fit_threads]["per-kind"])
+    fitted = dataclasses.replace(fitted, name=f"fit {fit_threads}t per-kind (rounded)")
+    models = {"before #11": CostModel(BEFORE), "shipped (targets.py)": CostModel(CPU),
+              fitted.name: CostModel(fitted),
+              f"fit {fit_threads}t one fixed cost": CostModel(rounded(fits[fit_threads]["one fixed cost"]))}
+    quality, medians = [], {}
+    for n in args.threads:
+        extra = {} if n == fit_threads else {f"fit {n}t per-kind": CostModel(fits[n]["per-kind"])}
+        rows, med = quality_rows(specs, measured[n], {**models, **extra})
+        quality += [[n, *row] for row in rows]
+        medians.update({f"{name} @ {n}t": v for name, v in med.items()})
+    for row in quality:
+        if row[2] == "all":
+            print(f"  {row[0]}t {row[1]}: median |err| {row[4]}", flush=True)
+    proposed = "CPU = Target(\n    \"cpu\",\n" + target_source(fitted, PER_KIND_FIELDS) + "\n)"
+    not_fitted = (f"Not fitted at {fit_threads} thread(s) (no op of the set depends on them; left as shipped): "
+                  + (", ".join(unused[fit_threads]) or "none") + ".")
+    print(not_fitted)
+    print("proposed constants:\n" + proposed, flush=True)
 
     # ------------------------------------------------------------ part 2
-    widths, sizes = ((64,), (14,)) if args.quick else ((16, 32, 64, 128, 256), (14, 28, 56))
-    kinds = list(BLOCKS)
-    built, skipped = [], []
-    for kind in kinds:
-        for c in widths:
-            for h in sizes:
-                if block_gmacs(kind, c, h) > args.max_gmacs:
-                    skipped.append(f"{kind} C={c} H={h} ({block_gmacs(kind, c, h):.1f} GMACs)")
-                    continue
-                case = build_case(kind, c, h, models, args.seed)
-                built.append(case)
-                for n in thread_counts:
-                    time_case(case, n, args.case_seconds, args.quick)
-                t = case.timings[thread_counts[0]]
-                print(f"{case.name}: built in {case.build_seconds:.1f}s; "
-                      + "; ".join(f"{k} {v.us()} us" for k, v in t.items()), flush=True)
+    decisions, skipped = build_decisions(args.quick, args.max_gmacs * 1e9)
+    print(f"{len(decisions)} decisions ({skipped} blocks over --max-gmacs left out)", flush=True)
+    op_rows = [[n, s.label, s.category, measured[n][s.label].median, measured[n][s.label].q1,
+                measured[n][s.label].q3, *(m.seconds(op_set.signature(s, 4)) for m in models.values())]
+               for n in args.threads for s in specs]
+    op_header = ["threads", "op", "category", "median_s", "q1_s", "q3_s", *(f"est_{k}" for k in models)]
+    write_csv(args.out / f"cost_model_ops{suffix}.csv", op_header, op_rows)  # part 1 is kept if part 2 is cut short
+    cache_path = args.timing_cache or pathlib.Path(tempfile.mkdtemp()) / "timing_cache.json"
+    measured_models: dict[int, MeasuredCostModel] = {}
+    for n in decision_threads:
+        loads.append(f"decisions at {n} thread(s): load {load()} at start")
+        start = time.perf_counter()
+        time_decisions(decisions, n, 5 if args.quick else args.decision_rounds)
+        measured_models[n] = MeasuredCostModel(TimingCache.load(cache_path), threads=n)
+        for d in decisions:  # measured mode: time every op signature of both alternatives (cached)
+            choose(measured_models[n].seconds, d)
+        measured_models[n].cache.save(cache_path)
+        loads[-1] += f", {load()} at end ({time.perf_counter() - start:.0f}s)"
+        print(f"decisions timed at {n} thread(s); measured mode timed {len(measured_models[n].timed)} ops, reused "
+              f"{len(measured_models[n].reused)}", flush=True)
 
-    decision_header = ["case", "decision", "est. before us", "est. after us", "estimate", "meas. before us [IQR]",
-                       "meas. after us [IQR]", "meas. after/before [IQR]", "est/meas before", "est/meas after",
-                       "picked faster"]
-    tables, summary_rows, decision_csv = {}, [], []
-    for model_name in models:
-        rows = decision_rows(built, model_name)
-        for n in thread_counts:
-            table = []
-            tally = {"right": 0, "WRONG": 0, "tie": 0, "n/a": 0}
-            for row in rows:
-                j = judge(row, n, args.tie)
-                tally[j["verdict"]] += 1
-                d = row.decision
-                what = ("cut: " if row.kind == "cut" else "region: ") + ("collapse" if d.applied else
-                                                                         "keep separate" if row.kind == "cut" else "keep")
-                alternatives = f"{row.before_key} vs {row.after_key}"
-                if "ratio" in j:
-                    r = j["ratio"]
-                    before, after = row.case.timings[n][row.before_key], row.case.timings[n][row.after_key]
-                    cells = [before.us(), after.us(), f"{r.median:.3f} [{r.q1:.3f}-{r.q3:.3f}]",
-                             f"{j['est_over_meas_before']:.2f}", f"{j['est_over_meas_after']:.2f}"]
-                    decision_csv.append([model_name, n, row.case.kind, row.case.channels, row.case.size, row.kind,
-                                         d.node, d.applied, d.before, d.after, before.median, before.q1, before.q3,
-                                         after.median, after.q1, after.q3, r.median, r.q1, r.q3,
-                                         j["overhead"], j["verdict"], alternatives, d.note])
-                else:
-                    cells = ["n/a"] * 5
-                table.append([row.case.name, what, f"{d.before * 1e6:.1f}", f"{d.after * 1e6:.1f}",
-                              "after" if d.applied else "before", *cells, j["verdict"]])
-            tables[(model_name, n)] = table
-            decided = tally["right"] + tally["WRONG"]
-            summary_rows.append([model_name, n, len(rows), tally["right"], tally["WRONG"], tally["tie"], tally["n/a"],
-                                 f"{tally['right'] / decided:.0%}" if decided else "-"])
-    summary_header = ["cost model", "threads", "decisions", "picked faster", "picked slower",
-                      f"ties (within {args.tie:.0%} or 95% CI contains 1)", "n/a", "right / (right + wrong)"]
-    outcome_rows = required_outcomes(models, args.seed)
-    outcome_header = ["required outcome (issue)", "expected convs", *models]
-    error_rows = [[case.name, key, f"{err:.2g}"] for case in built for key, err in case.errors.items()]
-    worst_error = max((float(r[2]) for r in error_rows), default=0.0)
+    deciders: dict[str, Callable[[int], Callable[[OpSignature], float]]] = {
+        name: (lambda n, m=model: m.seconds) for name, model in models.items()}
+    deciders["measured mode"] = lambda n: measured_models[n].seconds
+    summary, decision_csv, table = [], [], []
+    for n in decision_threads:
+        for name, decider in deciders.items():
+            verdicts = []
+            for d in decisions:
+                choice, merged, split = choose(decider(n), d)
+                verdict = judge(choice, d.timing[n], args.tie)
+                verdicts.append(verdict)
+                ratio = d.timing[n]
+                decision_csv.append([name, n, d.block, d.family, d.channels, d.size, d.batch, merged, split,
+                                     d.merged_time[n].median, d.split_time[n].median, ratio.median,
+                                     *ratio.median_ci(), choice, verdict.truth, verdict.kind, verdict.loss])
+                if name == fitted.name and n == decision_threads[0]:
+                    table.append([d.name, f"{merged * 1e6:.1f}", f"{split * 1e6:.1f}",
+                                  f"{sum(measured_models[n].seconds(s) for s in d.merged.signatures) * 1e6:.1f}",
+                                  f"{sum(measured_models[n].seconds(s) for s in d.split.signatures) * 1e6:.1f}",
+                                  d.merged_time[n].us(), d.split_time[n].us(), f"{ratio.median:.3f}",
+                                  verdict.truth, choice, verdict.kind])
+            summary.append(summary_row(name, n, verdicts))
+            by_family = {}
+            for d, v in zip(decisions, verdicts, strict=True):
+                by_family.setdefault(d.family, []).append(v)
+            for family, vs in sorted(by_family.items()):
+                summary.append(summary_row(f"  {name}: {family}", n, vs))
+    summary_header = ["cost model", "threads", "decisions", "right", "wrong", f"ties (within {args.tie:.0%} or CI)",
+                      "right / (right + wrong)", "(right + ties) / all", "worst loss when wrong",
+                      "median loss when wrong", "worst loss in a tie"]
+    print(md_table(summary_header, summary), flush=True)
 
-    primary = fit_threads
-    for model_name in models:
-        print(f"\n### decisions with '{model_name}' constants, {primary} thread(s)")
-        print(md_table(decision_header, tables[(model_name, primary)]))
-    print(md_table(summary_header, summary_rows))
-    print(md_table(outcome_header, outcome_rows))
-    print(f"max rel error of any timed module vs its block: {worst_error:.2g}")
-    if skipped:
-        print("skipped (over --max-gmacs): " + "; ".join(skipped))
+    per_block = []
+    for block in blocks():
+        ds = [d for d in decisions if d.block == block]
+        if not ds:
+            continue
+        ratios = [d.timing[decision_threads[0]].median for d in ds]
+        per_block.append([block, len(ds), sum(r < 1 for r in ratios), f"{min(ratios):.2f}", f"{max(ratios):.2f}"])
 
-    proposed = (f"CPU = Target(\"cpu\", macs_per_second={fitted.macs_per_second:.2g}, grouped_macs_per_second="
-                f"{fitted.grouped_macs_per_second:.2g}, bytes_per_second={fitted.bytes_per_second:.2g},\n"
-                f"             seconds_per_op={fitted.seconds_per_op:.2g}, winograd_speedup={fitted.winograd_speedup})")
-    print("proposed constants:\n" + proposed)
-
+    const_header = ["constant", *(m.target.name for m in models.values())]
+    const_rows = [[f.name, *(_fmt(getattr(m.target, f.name)) for m in models.values())]
+                  for f in fields(Target) if f.name not in ("name", "source")]
+    quality_header = ["threads", "constants", "category", "ops", "median |est/meas - 1|", "p90", "max",
+                      "geomean est/meas"]
+    decision_header = ["decision", "est. merged us (fit)", "est. split us (fit)", "measured-mode merged us",
+                       "measured-mode split us", "merged us [IQR]", "split us [IQR]", "merged/split",
+                       "faster (truth)", "fit picks", "verdict"]
     sections = [
-        "# Cost model vs measured CPU time",
-        md_info(info),
-        "## Calibration: fitted constants\n\nLeast squares in log space (and, for comparison, non-negative "
-        f"least squares on relative errors) over {len(cases)} single-op timings per thread count (see the module "
-        f"docstring); the row '{fit_name}' is the fit proposed for `fxrep/cost.py`:\n\n```python\n{proposed}\n```\n\n"
-        + md_table(const_header, const_rows) + "\n\n" + extended_note,
-        "## Calibration: fit quality (|estimate / measured - 1| over the single ops)\n\n"
-        + md_table(quality_header, quality_rows),
-        "## Decisions: summary\n\n" + md_table(summary_header, summary_rows)
-        + "\n\nIssue's required outcomes with each set of constants (test configuration, 64 channels):\n\n"
-        + md_table(outcome_header, outcome_rows),
+        "# Cost models vs measured CPU time",
+        md_info(info) + "\n" + "\n".join(f"- load average (1/5/15 min), {line}" for line in loads),
+        "## Decisions: summary\n\n" + md_table(summary_header, summary)
+        + "\n\nLoss = measured time of the chosen alternative / of the faster one - 1. Measured mode sums "
+          "`MeasuredCostModel.seconds` of each alternative's ops (each op timed alone by fxrep's timing rule, "
+          "through the timing cache).",
+        "## Decisions per block (merged / split measured, fit threads)\n\n"
+        + md_table(["block", "decisions", "merged faster", "min merged/split", "max merged/split"], per_block),
+        f"## Calibration: constants\n\n{len(specs)} single ops; the per-kind fit of {fit_threads} thread(s), "
+        f"rounded, is the one proposed for `fxrep/cost/targets.py`:\n\n```python\n{proposed}\n```\n\n"
+        + not_fitted + "\n\n" + md_table(const_header, const_rows),
+        "## Calibration: fit quality per category\n\n" + md_table(quality_header, quality),
+        f"## Every decision ({fitted.name}, {decision_threads[0]} thread(s))\n\n" + md_table(decision_header, table),
     ]
-    for model_name in models:
-        for n in thread_counts:
-            sections.append(f"## Decisions with '{model_name}' constants, measured at {n} thread(s)\n\n"
-                            "Measured times are of the whole block module (the `_guards_fn` check removed); "
-                            "est/meas ratios subtract the per-call overhead of an empty exported module.\n\n"
-                            + md_table(decision_header, tables[(model_name, n)]))
-    sections.append(f"## Checks\n\nmax rel error of any timed module against its block: {worst_error:.2g}\n\n"
-                    + ("Skipped (over --max-gmacs): " + "; ".join(skipped) if skipped else "No case skipped."))
-    suffix = "_quick" if args.quick else ""
     write_text(args.out / f"cost_model{suffix}.md", "\n\n".join(sections))
     write_csv(args.out / f"cost_model_decisions{suffix}.csv",
-              ["cost_model", "threads", "block", "channels", "size", "decision_kind", "node", "applied",
-               "est_before_s", "est_after_s", "meas_before_s", "meas_before_q1", "meas_before_q3", "meas_after_s",
-               "meas_after_q1", "meas_after_q3", "ratio_median", "ratio_q1", "ratio_q3", "module_overhead_s",
-               "verdict", "alternatives", "note"], decision_csv)
-    write_csv(args.out / f"cost_model_ops{suffix}.csv",
-              ["threads", "op", "category", *FEATURES, "median_s", "q1_s", "q3_s", "rounds",
-               *(f"est_{name}" for name in models), "est_fit_unrounded_this_threads"], op_csv)
-    print(f"wrote {args.out / f'cost_model{suffix}.md'} and the CSVs")
+              ["cost_model", "threads", "block", "family", "channels", "size", "batch", "est_merged_s", "est_split_s",
+               "meas_merged_s", "meas_split_s", "ratio_median", "ratio_ci_low", "ratio_ci_high", "choice", "truth",
+               "verdict", "loss"], decision_csv)
+    print(f"wrote {args.out / f'cost_model{suffix}.md'} and the CSVs; timing cache {cache_path}")
+
+
+def _fmt(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
 
 
 if __name__ == "__main__":

@@ -96,35 +96,43 @@ def uses_onednn(in_channels: int, in_size: tuple[int, ...], batch: int, kernel: 
     return first and second
 
 
+# Fitted 2026-12-01 by `python benchmarks/bench_cost_model.py --threads 1 2 --decision-threads 1` (its
+# "fit 1t per-kind (rounded)"; tables in benchmarks/results/cost_model.md). Before (issue #11, another
+# machine): macs_per_second=2.5e10, grouped_macs_per_second=4.7e9, bytes_per_second=2.7e10,
+# seconds_per_op=1.2e-5, winograd_speedup=1.0, one fixed cost for every op.
 CPU = Target(
     "cpu",
     macs_per_second=1.3e11,
-    grouped_macs_per_second=1.0e11,
-    bytes_per_second=2.5e10,
+    grouped_macs_per_second=8.5e10,
+    bytes_per_second=2.0e10,
     seconds_per_op=1.5e-6,
     winograd_speedup=1.0,
     aten_cpu_backends=True,
     threads=1,
     pointwise_macs_per_second=6.3e10,
-    seconds_per_conv=3.3e-5,
-    seconds_per_pointwise_conv=3.3e-5,
-    narrow_out_channels=6.6,
-    native_macs_per_second=4.5e10,
+    seconds_per_conv=3.1e-5,
+    seconds_per_pointwise_conv=3.1e-5,
+    narrow_out_channels=6.2,
+    native_macs_per_second=4.7e10,
     native_pointwise_macs_per_second=6.3e10,
     native_seconds_per_conv=7.6e-6,
-    native_seconds_per_pointwise_conv=4.5e-6,
-    im2col_bytes_per_second=3.8e10,
-    grouped_seconds_per_output=2.3e-10,
-    seconds_per_grouped_conv=3.6e-5,
+    native_seconds_per_pointwise_conv=4.2e-6,
+    im2col_bytes_per_second=3.9e10,
+    grouped_seconds_per_output=2.2e-10,
+    seconds_per_grouped_conv=3.3e-5,
     pool_macs_per_second=1.5e9,
-    seconds_per_pool=2.4e-6,
-    elementwise_bytes_per_second=9.1e10,
-    addcmul_slowdown=4.9,
+    seconds_per_pool=2.5e-6,
+    elementwise_bytes_per_second=8.9e10,
+    addcmul_slowdown=4.8,
     fresh_bytes_threshold=FRESH_ALLOCATION_BYTES,
-    fresh_bytes_per_second=4.3e9,
-    source=("fitted 2026-12-01 on the 2-core AMD EPYC (AVX-512) development machine, torch 2.14.1 (oneDNN), 1 thread, "
-            "process CPU time: log-space least squares over the 617 single ops of benchmarks/op_set.py 'full' "
-            "(max 2.5 GMACs), an exploration run of benchmarks/bench_cost_model.py's fit (median |error| 13%)"),
+    fresh_bytes_per_second=2.0e9,
+    source=("fitted 2026-12-01 on the 2-core AMD EPYC (AVX-512) development machine (shared, load average 4-6), "
+            "torch 2.14.1 with oneDNN, ONE thread, process CPU time, by `python benchmarks/bench_cost_model.py "
+            "--threads 1 2 --decision-threads 1`: log-space least squares over the 605 single ops of "
+            "benchmarks/op_set.py 'full' up to 1 GMAC (median |estimate / measured - 1| 13%). "
+            "pointwise_macs_per_second and seconds_per_pointwise_conv (oneDNN 1x1 convs, which one thread "
+            "runs only when strided or at batch >= 16) are not in that set and were set equal to the native "
+            "1x1 rate and the oneDNN kxk fixed cost."),
 )
 
 GPU = Target(

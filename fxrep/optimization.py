@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -103,15 +104,41 @@ def optimize(
 
     start = time.perf_counter()
     with step("capturing the model", progress):
-        captured, dynamic_batch, dynamic_shapes = _capture(model, inputs, capture_method, dynamic_batch,
-                                                           dynamic_shapes, verify)
+        batch = _capture(model, inputs, capture_method, dynamic_batch, dynamic_shapes, verify)
     timings["capture"] = time.perf_counter() - start
+
+    def rewrite() -> tuple[GraphModule, GraphModule, Report]:
+        return _rewrite(batch.captured, pipeline, cost_model, lean, timings,
+                        PassManager(pipeline, max_iterations=max_iterations, dump=dump, dump_dir=dump_dir), progress)
+
+    gm, final, report = rewrite()
+    if verify:
+        start = time.perf_counter()
+        with step("verifying against the original model", progress):
+            report.verification = _verify(model, final, inputs, tolerance, random_inputs, batch.dynamic)
+            if (_failed(report.verification) and batch.dynamic and batch.by_default
+                    and _verify(model, final, inputs, tolerance, random_inputs, False).passed):
+                batch = _static_after_all(model, inputs, capture_method, report.verification)
+                gm, final, report = rewrite()
+                report.verification = _verify(model, final, inputs, tolerance, random_inputs, False)
+        timings["verify"] = time.perf_counter() - start
+        if _failed(report.verification):
+            if final is not gm and _verify(model, gm, inputs, tolerance, random_inputs, batch.dynamic).passed:
+                _raise_lean_error(report.verification)
+            _raise_equivalence_error(model, inputs, report.verification, pipeline, capture_method, batch.shapes,
+                                     tolerance, random_inputs, batch.dynamic, max_iterations)
+    report.seconds = timings
+    final.fxrep_report = report
+    return final
+
+
+def _rewrite(captured: Capture, pipeline: list[Any], cost_model: Any, lean: bool, timings: dict[str, float],
+             manager: PassManager, progress: bool) -> tuple[GraphModule, GraphModule, Report]:
+    """Passes and the final stage on a capture: (the passes' module, the module to return, its report)."""
     gm = captured.graph_module
     report = Report(capture=captured.method, notes=list(captured.notes), ops_before=count_ops(gm),
                     parameters_before=count_parameters(gm))
-
     start = time.perf_counter()
-    manager = PassManager(pipeline, max_iterations=max_iterations, dump=dump, dump_dir=dump_dir)
     with step(f"running {len(pipeline)} passes", progress):
         run = manager.run(gm)
     timings["passes"] = time.perf_counter() - start
@@ -120,27 +147,17 @@ def optimize(
         report.notes.append(cost_model.describe())
     report.converged, report.iterations = run.converged, run.iterations
     report.ops_after, report.parameters_after = count_ops(gm), count_parameters(gm)
+    if not lean:
+        return gm, gm, report
+    start = time.perf_counter()
+    final = make_lean(gm)
+    report.notes.append(summarize(final).describe())
+    timings["lean"] = time.perf_counter() - start
+    return gm, final, report
 
-    final = gm
-    if lean:
-        start = time.perf_counter()
-        final = make_lean(gm)
-        report.notes.append(summarize(final).describe())
-        timings["lean"] = time.perf_counter() - start
 
-    if verify:
-        start = time.perf_counter()
-        with step("verifying against the original model", progress):
-            report.verification = _verify(model, final, inputs, tolerance, random_inputs, dynamic_batch)
-        timings["verify"] = time.perf_counter() - start
-        if not report.verification.passed and report.verification.skipped is None:
-            if final is not gm and _verify(model, gm, inputs, tolerance, random_inputs, dynamic_batch).passed:
-                _raise_lean_error(report.verification)
-            _raise_equivalence_error(model, inputs, report.verification, pipeline, capture_method, dynamic_shapes,
-                                     tolerance, random_inputs, dynamic_batch, max_iterations)
-    report.seconds = timings
-    final.fxrep_report = report
-    return final
+def _failed(verification: Verification) -> bool:
+    return not verification.passed and verification.skipped is None
 
 
 def report_of(gm: GraphModule) -> Report:
@@ -266,22 +283,34 @@ def _dynamic_batch_shapes(inputs: tuple[Any, ...] | None) -> Any:
     return tuple({0: batch} if isinstance(t, torch.Tensor) and t.dim() > 0 else None for t in inputs)
 
 
+@dataclass(frozen=True)
+class _BatchCapture:
+    """A capture, whether its batch is dynamic, the dynamic shapes it was exported with, and whether
+    the dynamic batch was fxrep's default choice (so it may still fall back to static shapes)."""
+
+    captured: Capture
+    dynamic: bool
+    shapes: Any
+    by_default: bool
+
+
 def _capture(model: nn.Module, inputs: tuple[Any, ...] | None, method: CaptureMethod, dynamic_batch: bool | None,
-             dynamic_shapes: Any, verify: bool) -> tuple[Capture, bool, Any]:
+             dynamic_shapes: Any, verify: bool) -> _BatchCapture:
     """Capture with a dynamic batch when asked, or by default (`optimize`'s ``dynamic_batch``).
 
-    Returns the capture, whether its batch is dynamic, and the dynamic shapes it was exported with.
     By default, a model that torch.export cannot capture with a dynamic batch (a constraint
     violation: the code specializes on the batch size) or whose capture differs from it at another
     batch size is captured with the example's static shapes, and a note says why; with
-    ``dynamic_batch=True`` that is an `InvalidModelError`.
+    ``dynamic_batch=True`` that is an `InvalidModelError`. (`optimize` also falls back when only
+    the optimized module's check at another batch size fails: `_static_after_all`.)
     """
     by_default = dynamic_batch is None
     if by_default:
         dynamic_batch = (inputs is not None and dynamic_shapes is None and method != "symbolic_trace"
                          and not (isinstance(model, GraphModule) and method == "auto"))
     if not dynamic_batch:
-        return capture(model, inputs, method=method, dynamic_shapes=dynamic_shapes), False, dynamic_shapes
+        captured = capture(model, inputs, method=method, dynamic_shapes=dynamic_shapes)
+        return _BatchCapture(captured, False, dynamic_shapes, False)
     batch_shapes = _dynamic_batch_shapes(inputs)
     if not by_default:
         captured = capture(model, inputs, method=method, dynamic_shapes=batch_shapes)
@@ -293,24 +322,38 @@ def _capture(model: nn.Module, inputs: tuple[Any, ...] | None, method: CaptureMe
                 "dynamic_batch=False, or remove the batch-size constants from the model (view/reshape with -1 or "
                 "x.shape[0]).")
         captured.notes.append("dynamic batch: captured with a dynamic batch dimension (dynamic_batch=True)")
-        return captured, True, batch_shapes
+        return _BatchCapture(captured, True, batch_shapes, False)
     try:  # torch.export alone: a failure here is about the dynamic batch only if a static export works
-        captured = capture(model, inputs, method="export", dynamic_shapes=batch_shapes)
+        captured = capture(model, inputs, method="export" if method == "auto" else method, dynamic_shapes=batch_shapes)
         reason = _batch_mismatch(model, captured.graph_module, inputs) if verify else None
     except CaptureError as error:
         reason = "; ".join(why for _, why in error.attempts)
     if reason is None:
         captured.notes.append("dynamic batch: captured with a dynamic batch dimension (the default with example "
                               "inputs; dynamic_batch=False captures the example's static shapes)")
-        return captured, True, batch_shapes
+        return _BatchCapture(captured, True, batch_shapes, True)
     static = capture(model, inputs, method=method, dynamic_shapes=None)
     if not shapes_are_guarded(static.graph_module):  # torch.export fails at any batch: not about the batch
-        return static, False, None
+        return _BatchCapture(static, False, None, True)
     static.notes.append(
         f"dynamic batch: not possible, the model specializes on the batch size ({reason}); captured with the "
-        f"example's static shapes (batch {_batch_of(inputs)}). Pass dynamic_batch=False to skip the attempt, or remove the "
-        "batch-size constants from the model (view/reshape with -1 or x.shape[0]) to get a dynamic batch")
-    return static, False, None
+        f"example's static shapes (batch {_batch_of(inputs)}). Pass dynamic_batch=False to skip the attempt, or "
+        "remove the batch-size constants from the model (view/reshape with -1 or x.shape[0]) to get a dynamic batch")
+    return _BatchCapture(static, False, None, True)
+
+
+def _static_after_all(model: nn.Module, inputs: tuple[Any, ...], method: CaptureMethod,
+                      failed: Verification) -> _BatchCapture:
+    """A static capture for a model whose optimized module is exact at the example's batch size only."""
+    static = capture(model, inputs, method=method, dynamic_shapes=None)
+    worst = failed.worst
+    where = f"max rel error {failed.max_rel:.3g} on {worst.inputs}" if worst is not None else failed.mismatch
+    static.notes.append(
+        f"dynamic batch: not kept: with a dynamic batch the optimized module matched the model at the example's "
+        f"batch size but not at another ({where}; the model is numerically sensitive to the batch size or "
+        f"specializes on it); captured with the example's static shapes (batch {_batch_of(inputs)}). Pass "
+        "dynamic_batch=False to skip the attempt")
+    return _BatchCapture(static, False, None, True)
 
 
 def _batch_mismatch(model: nn.Module, gm: GraphModule, inputs: tuple[Any, ...]) -> str | None:

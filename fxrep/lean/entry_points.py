@@ -14,6 +14,11 @@ resolution), called with the node's own arguments. A few entries rewrite the arg
 - methods whose only argument is a size list take it unpacked (``x.view(1, 128)``, ``x.permute(0,
   2, 3, 1)``): the argument parser reads varargs three times faster than a list;
 - ``aten.slice.Tensor`` becomes basic indexing (``x[:, 0:10]``), which calls the same ``slice``;
+- ``aten.split.Tensor(x, 16, 1)`` on a dimension of static size becomes ``x.split_with_sizes((16,
+  16, 16, 16), 1)``, the sizes ``split`` computes (``Tensor.split`` is a Python wrapper, slower than
+  the overload);
+- ``aten._unsafe_view`` becomes ``x.view(...)``: the same view of the same memory, without
+  autograd's view tracking (which an inference graph does not use);
 - ``aten._native_batch_norm_legit_no_training(x, ...)`` becomes ``torch.native_batch_norm(x, ...,
   training=False, ...)``, which is how ATen defines it (the same three outputs).
 
@@ -79,6 +84,22 @@ def _slicing(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Arguments | None:
     chosen = slice(bound.get("start"), bound.get("end"), None if step == 1 else step)
     index = (*([slice(None)] * dim), chosen) if dim >= 0 else (Ellipsis, chosen, *([slice(None)] * (-dim - 1)))
     return (bound["self"], index), {}
+
+
+def _split_sizes(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Arguments | None:
+    """``split(x, size, dim)`` -> ``x.split_with_sizes(sizes, dim)`` when the dimension's size is static."""
+    if kwargs or len(args) not in (2, 3) or not isinstance(args[1], int) or args[1] < 1:
+        return None
+    dim = args[2] if len(args) == 3 else 0
+    value = args[0].meta.get("val") if isinstance(args[0], Node) else None
+    if not isinstance(value, torch.Tensor) or not isinstance(dim, int) or not -value.dim() <= dim < value.dim():
+        return None
+    length = value.shape[dim]
+    if not isinstance(length, int) or length == 0:
+        return None
+    size = args[1]
+    sizes = (size,) * (length // size) + ((length % size,) if length % size else ())
+    return (args[0], sizes, dim), {}
 
 
 def _batch_norm_in_eval(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Arguments | None:
@@ -149,7 +170,7 @@ def _entries() -> dict[OpOverload, EntryPoint]:
         (aten.avg_pool2d.default, nn_bindings.avg_pool2d), (aten.max_pool2d.default, torch.max_pool2d),
         (aten.upsample_nearest2d.vec, nn_bindings.upsample_nearest2d),
         (aten.scaled_dot_product_attention.default, nn_bindings.scaled_dot_product_attention),
-        (aten.cat.default, torch.cat), (aten.stack.default, torch.stack),
+        (aten.cat.default, torch.cat), (aten.stack.default, torch.stack), (aten.pad.default, nn_bindings.pad),
         (aten.constant_pad_nd.default, torch.constant_pad_nd), (aten.pixel_shuffle.default, torch.pixel_shuffle),
         (aten.dropout.default, torch.dropout), (aten.where.self, torch.where),
     ]
@@ -171,12 +192,13 @@ def _entries() -> dict[OpOverload, EntryPoint]:
         (aten.reshape_as.default, "reshape_as"), (aten.view_as.default, "view_as"),
         (aten.expand_as.default, "expand_as"), (aten.to.dtype, "to"), (aten.sym_size.int, "size"),
     ]
-    unpacked = [(aten.view.default, "view"), (aten.reshape.default, "reshape"), (aten.permute.default, "permute"),
-                (aten.expand.default, "expand"), (aten.repeat.default, "repeat")]
+    unpacked = [(aten.view.default, "view"), (aten._unsafe_view.default, "view"), (aten.reshape.default, "reshape"),
+                (aten.permute.default, "permute"), (aten.expand.default, "expand"), (aten.repeat.default, "repeat")]
     table = {op: EntryPoint(op, fn) for op, fn in functions}
     table.update({op: EntryPoint(op, name) for op, name in methods})
     table.update({op: EntryPoint(op, name, _unpacked) for op, name in unpacked})
     table[aten.slice.Tensor] = EntryPoint(aten.slice.Tensor, operator.getitem, _slicing)
+    table[aten.split.Tensor] = EntryPoint(aten.split.Tensor, "split_with_sizes", _split_sizes)
     legit = aten._native_batch_norm_legit_no_training.default
     table[legit] = EntryPoint(legit, torch.native_batch_norm, _batch_norm_in_eval)
     return table

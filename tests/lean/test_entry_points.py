@@ -80,6 +80,7 @@ SAMPLES: dict[object, list[tuple[tuple, dict]]] = {
     aten.cat.default: [(([x4, cl4], 1), {}), (([m2, m2],), {})],
     aten.stack.default: [(([m2, m2], 1), {})],
     aten.constant_pad_nd.default: [((x4, [1, 1, 2, 0]), {}), ((x4, [1, 1], 0.5), {})],
+    aten.pad.default: [((x4, [1, 1, 2, 0]), {}), ((x4, [1, 1, 2, 0], "reflect"), {}), ((x4, [1, 1], "constant", 0.5), {})],
     aten.pixel_shuffle.default: [((t(2, 8, 3, 3), 2), {})],
     aten.dropout.default: [((x4, 0.5, False), {})],
     aten.where.self: [((x4 > 0, x4, cl4), {})],
@@ -127,6 +128,8 @@ SAMPLES: dict[object, list[tuple[tuple, dict]]] = {
     aten.to.dtype: [((x4, torch.float64), {}), ((x4, torch.float32), {}), ((x4, torch.float16, False, True), {})],
     aten.sym_size.int: [((x4, 1), {})],
     aten.view.default: [((x4, [2, -1]), {}), ((x4, [-1]), {})],
+    aten._unsafe_view.default: [((x4, [2, -1]), {})],
+    aten.split.Tensor: [((x4, 2, 1), {}), ((x4, 4, -1), {}), ((x4, 3), {})],
     aten.reshape.default: [((cl4, [2, -1]), {}), ((x4, [8, 36]), {})],
     aten.permute.default: [((x4, [0, 2, 3, 1]), {})],
     aten.expand.default: [((b4.view(4, 1, 1), [2, 4, 6, 6]), {}), ((b4.view(4, 1, 1), [2, -1, 6, 6]), {})],
@@ -147,6 +150,7 @@ def _graphs(overload, args, kwargs):
         def lift(value):
             if isinstance(value, torch.Tensor):
                 node = graph.placeholder(f"in{len(placeholders)}")
+                node.meta["val"] = value  # what capture records (as a fake tensor) and some entries read
                 placeholders.append(node)
                 if len(inputs) < len(placeholders):
                     inputs.append(value)
@@ -192,9 +196,11 @@ def _shares_memory(output, inputs) -> list[bool]:
 
 #: Where the fast call dispatches another op that ATen defines the overload to be, so the sequences
 #: differ in name only: legit_no_training is native_batch_norm(training=False) (ATen's
-#: Normalization.cpp), and a slice of a whole dimension is an alias in basic indexing.
+#: Normalization.cpp), a slice of a whole dimension is an alias in basic indexing, split is
+#: split_with_sizes with the sizes it computes, _unsafe_view is view without autograd's view tracking.
 SAME_AS = {aten._native_batch_norm_legit_no_training.default: aten.native_batch_norm.default,
-           aten.slice.Tensor: aten.alias.default}
+           aten.slice.Tensor: aten.alias.default, aten.split.Tensor: aten.split_with_sizes.default,
+           aten._unsafe_view.default: aten.view.default}
 
 
 CASES = [pytest.param(op, args, kwargs, id=f"{op}-{i}") for op, samples in SAMPLES.items()

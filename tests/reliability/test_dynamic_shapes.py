@@ -104,3 +104,24 @@ def test_a_model_that_specializes_on_the_batch_falls_back_to_static_shapes_with_
 def test_asking_for_a_dynamic_batch_of_such_a_model_is_an_error_naming_the_cause(model):
     with pytest.raises(fxrep.InvalidModelError, match="dynamic_batch=True, but the model specializes on the batch"):
         fxrep.optimize(model.eval(), torch.randn(2, 3, 8, 8), dynamic_batch=True)
+
+
+def test_a_module_exact_only_at_the_example_batch_falls_back_to_static_shapes(monkeypatch):
+    """Verification at another batch size failing alone (a batch-sensitive model) also means static shapes."""
+    import fxrep.optimization
+
+    real = fxrep.optimization.make_lean
+
+    def off_at_other_batches(gm):
+        lean = real(gm)
+        forward = lean.forward
+        lean.forward = lambda x: forward(x) + (x.shape[0] - 2) * 1e-2  # wrong unless the batch is 2
+        return lean
+
+    monkeypatch.setattr(fxrep.optimization, "make_lean", off_at_other_batches)
+    model = randomized(RepVGGBlock(4, 4, 3, padding=1))
+    gm = fxrep.optimize(model, torch.randn(2, 4, 8, 8))
+    note = next(note for note in gm.fxrep_report.notes if note.startswith("dynamic batch"))
+    assert "not kept" in note and "random inputs with batch + 1" in note
+    assert gm.fxrep_report.verification.passed
+    assert not fxrep.optimization.batch_is_dynamic(gm)

@@ -57,19 +57,26 @@ def make_lean(gm: GraphModule) -> GraphModule:
             graph.erase_node(node)
     root, kinds = _flat_attributes(gm, graph)
     check = input_check_for(gm)
-    graph.set_codegen(LeanCodeGen(copy.deepcopy(gm.graph._codegen), check))
+    capture_codegen = _capture_codegen(gm)
+    graph.set_codegen(LeanCodeGen(copy.deepcopy(capture_codegen), check))
     lean = GraphModule(root, graph)
     for name, (tensor, persistent) in kinds.items():
         delattr(lean, name)
         lean.register_buffer(name, tensor, persistent=persistent)
     if check is not None and check.guards_function:
         lean.add_module(GUARDS_MODULE, getattr(gm, GUARDS_MODULE))
-    info = getattr(gm.graph._codegen, "pytree_info", None)
+    info = getattr(capture_codegen, "pytree_info", None)
     if info is not None:  # the pytree code of nested inputs or outputs reads them (`LeanCodeGen`)
         lean._in_spec, lean._out_spec = info.in_spec, info.out_spec
     lean.meta.update(gm.meta)
     lean.train(gm.training)
     return lean
+
+
+def _capture_codegen(gm: GraphModule) -> object:
+    """The code generator of the capture (for a module that is already lean: the one it wraps)."""
+    codegen = gm.graph._codegen
+    return codegen.capture_codegen if isinstance(codegen, LeanCodeGen) else codegen
 
 
 def summarize(lean: GraphModule) -> LeanSummary:

@@ -175,3 +175,15 @@ def test_exports_to_onnx(tmp_path):
     path = export_onnx(lean, (x,), tmp_path / "net.onnx", dynamic_batch=True)
     for batch in (1, 3):
         assert check_onnx(path, lean, (torch.randn(batch, 3, 32, 32),), rtol=1e-4, atol=1e-4) < 1e-3
+
+
+def test_optimizing_the_returned_module_again_gives_an_equal_lean_module():
+    model, x = randomize_(repvgg_small(), 0).eval(), torch.randn(2, 3, 32, 32)
+    once = fxrep.optimize(model, x)
+    twice = fxrep.optimize(once, x)
+    assert count_ops(twice) == count_ops(once)
+    assert not isinstance(twice.graph._codegen.capture_codegen, type(once.graph._codegen))  # not nested
+    result = _no_grad(twice, x)
+    assert isinstance(result, torch.Tensor) and torch.equal(result, _no_grad(once, x))
+    with pytest.raises(fxrep.InputShapeError):
+        twice(torch.randn(2, 3, 31, 32))

@@ -39,15 +39,29 @@ class PassError(FxrepError):
 
 
 class EquivalenceError(FxrepError):
-    """The optimized module's outputs differ from the original's beyond the tolerance."""
+    """The optimized module is not equivalent to the original.
+
+    Either a rewritten region does not reproduce the original's values from the original's own
+    inputs (``regions`` lists each failing region, the first also as ``region``: its nodes, module
+    path, the passes that wrote it and the rule; ``pass_name`` is the pass that wrote its final
+    nodes), or the outputs differ beyond the tolerance for a reason the verifier cannot put down to
+    rounding (``pass_name`` "lean" for the final stage), or ``strict=True`` turned a verification
+    warning into this error.
+    """
 
     def __init__(self, message: str, *, pass_name: str | None, max_abs: float, max_rel: float,
-                 tolerance: float) -> None:
+                 tolerance: float, regions: Sequence[object] = ()) -> None:
         self.pass_name = pass_name
         self.max_abs = max_abs
         self.max_rel = max_rel
         self.tolerance = tolerance
+        self.regions = list(regions)
         super().__init__(message)
+
+    @property
+    def region(self) -> object | None:
+        """The first failing region (an `fxrep.verify.Region`), or None when no region failed."""
+        return self.regions[0] if self.regions else None
 
 
 class InputShapeError(FxrepError, ValueError):

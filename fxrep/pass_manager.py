@@ -4,7 +4,8 @@ After each pass the graph is linted; an exception inside a pass (or a broken gra
 re-raised as `PassError` naming the pass and every pass that ran before it. ``max_iterations`` caps
 the rounds, so a pass that always claims a change cannot loop forever (the cap is recorded).
 ``dump`` names passes whose graph before and after is written to ``dump_dir`` (as code), to see what
-a pass did.
+a pass did. After every pass run it records which pass created each new node and which pass
+replaced each node (`pass_changes`), so verification can name the pass behind a rewritten region.
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ from torch.fx import GraphModule
 
 from .errors import PassError
 from .pass_base import Pass, PassResult
+from .rewriter import RENAMES_KEY
+
+CHANGES_KEY = "fxrep_pass_changes"
+"""``gm.meta[CHANGES_KEY]``: ``{"created": {node: pass}, "replaced": {node: pass}}``; read it with `pass_changes`."""
 
 
 @dataclass
@@ -28,6 +33,22 @@ class PassRecord:
     iteration: int
     result: PassResult
     seconds: float
+
+
+@dataclass(frozen=True)
+class PassChanges:
+    """Which pass made each change to a graph (recorded by `PassManager` after every pass run)."""
+
+    created: dict[str, str]
+    """Name of every node a pass added -> that pass."""
+    replaced: dict[str, str]
+    """Name of every node a pass replaced (`Rewriter.replace`, see ``RENAMES_KEY``) -> that pass."""
+
+
+def pass_changes(gm: GraphModule) -> PassChanges:
+    """The `PassChanges` recorded on ``gm`` (empty for a graph no `PassManager` ran on)."""
+    recorded = gm.meta.get(CHANGES_KEY, {})
+    return PassChanges(dict(recorded.get("created", {})), dict(recorded.get("replaced", {})))
 
 
 @dataclass
@@ -76,6 +97,7 @@ class PassManager:
         previous = [record.name for record in run.records]
         if name in self.dump:
             self._write(gm, f"{len(run.records):03d}_{name}_before.py")
+        names, renamed = {node.name for node in gm.graph.nodes}, set(gm.meta.get(RENAMES_KEY, ()))
         start = time.perf_counter()
         try:
             result = item(gm)
@@ -88,6 +110,7 @@ class PassManager:
         except Exception as error:
             raise PassError(name, previous, error) from error
         run.records.append(PassRecord(name, iteration, result, time.perf_counter() - start))
+        _record_changes(gm, name, names, renamed)
         if name in self.dump:
             self._write(gm, f"{len(run.records) - 1:03d}_{name}_after.py")
         return result
@@ -95,6 +118,16 @@ class PassManager:
     def _write(self, gm: GraphModule, filename: str) -> None:
         self.dump_dir.mkdir(parents=True, exist_ok=True)
         (self.dump_dir / filename).write_text(gm.code)
+
+
+def _record_changes(gm: GraphModule, name: str, names_before: set[str], renamed_before: set[str]) -> None:
+    """Attribute the nodes that appeared and the replacements made since the sets were taken to pass ``name``."""
+    recorded = gm.meta.setdefault(CHANGES_KEY, {"created": {}, "replaced": {}})
+    for node in gm.graph.nodes:
+        if node.name not in names_before:
+            recorded["created"][node.name] = name
+    for replaced in gm.meta.get(RENAMES_KEY, {}).keys() - renamed_before:
+        recorded["replaced"][replaced] = name
 
 
 def pass_name(item: object) -> str:

@@ -2,7 +2,7 @@
 
 Per pass: how often each rule fired, which candidates it refused and why, and the cost-model
 estimates behind its decisions; for the whole graph: op counts and parameter counts before and
-after, and the verification errors.
+after, and the verification (`fxrep.verify.Verification`: local checks, output errors, warnings).
 """
 
 from __future__ import annotations
@@ -101,17 +101,7 @@ class Report:
         return [d for p in self.passes for d in p.decisions]
 
     def to_dict(self) -> dict[str, Any]:
-        verification = None
-        if self.verification is not None:
-            verification = {
-                "passed": self.verification.passed,
-                "skipped": self.verification.skipped,
-                "mismatch": self.verification.mismatch,
-                "tolerance": self.verification.tolerance,
-                "max_abs": self.verification.max_abs,
-                "max_rel": self.verification.max_rel,
-                "errors": [vars(e) for e in self.verification.errors],
-            }
+        verification = None if self.verification is None else self.verification.to_dict()
         return {
             "capture": self.capture,
             "notes": list(self.notes),
@@ -165,20 +155,8 @@ class Report:
             if len(refusals) > 40:
                 lines.append(f"  ... and {len(refusals) - 40} more (report.to_dict() has them all)")
         lines.append("")
-        lines.append(self._verification_line())
+        lines += ["verification: off (verify=False)"] if self.verification is None else self.verification.describe()
         return "\n".join(lines)
-
-    def _verification_line(self) -> str:
-        v = self.verification
-        if v is None:
-            return "verification: off (verify=False)"
-        if v.skipped:
-            return f"verification: skipped ({v.skipped})"
-        if v.mismatch:
-            return f"verification: FAILED ({v.mismatch})"
-        status = "passed" if v.passed else "FAILED"
-        return (f"verification: {status} on {len({e.inputs for e in v.errors})} input sets; max abs error "
-                f"{v.max_abs:.3g}, max rel error {v.max_rel:.3g} (tolerance {v.tolerance:g})")
 
 
 def count_ops(gm: GraphModule) -> Counter:

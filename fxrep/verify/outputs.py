@@ -1,4 +1,4 @@
-"""Numerical equivalence check of an optimized module against the original model.
+"""End-to-end check: the optimized module's outputs against the original model's.
 
 Both run (inference mode, no grad) on the example inputs and on ``random_inputs`` fresh random
 inputs of the same shapes and dtypes (integer and bool inputs keep their example values, which are
@@ -14,6 +14,10 @@ as the original chain of ops, so these bounds are rounding noise, not slack for 
 
 A model that raises on its own inputs cannot be checked: that is an `InvalidModelError` saying so.
 An optimized module that raises where the model did not is a mismatch, like a wrong output.
+
+`Verification` also carries what `fxrep.verify.check` adds around this comparison: the local check
+of every rewritten region (`LocalCheck`) and, when the outputs differ although every region
+passed, the explanation of the difference (`Divergence`); see the package docstring for the rule.
 """
 
 from __future__ import annotations
@@ -21,14 +25,18 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 from torch.utils._pytree import tree_flatten
 
-from .capture import inference_mode_of
-from .errors import InvalidModelError
+from ..capture import inference_mode_of
+from ..errors import InvalidModelError
+
+if TYPE_CHECKING:
+    from .divergence import Divergence
+    from .local import LocalCheck
 
 TOLERANCES = {torch.float64: 1e-9, torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 5e-2}
 
@@ -45,17 +53,97 @@ class OutputError:
 
 @dataclass
 class Verification:
-    """Outcome of comparing optimized and original on several input sets."""
+    """Outcome of comparing optimized and original on several input sets.
+
+    ``errors`` and ``mismatch`` are the end-to-end comparison; ``local`` the local check of every
+    rewritten region (None when only the outputs were compared); ``divergence`` why the outputs
+    differ beyond the tolerance although every region passed (None when they do not differ, or
+    when a region failed).
+    """
 
     tolerance: float
     errors: list[OutputError] = field(default_factory=list)
     skipped: str | None = None
     mismatch: str | None = None
+    local: LocalCheck | None = None
+    divergence: Divergence | None = None
+
+    @property
+    def within_tolerance(self) -> bool:
+        """Whether the end-to-end comparison alone passed (every output within the tolerance)."""
+        return self.skipped is None and self.mismatch is None and all(
+            e.max_rel <= self.tolerance for e in self.errors)
 
     @property
     def passed(self) -> bool:
-        return self.skipped is None and self.mismatch is None and all(
-            e.max_rel <= self.tolerance for e in self.errors)
+        """Every local check passed and the outputs match, or differ only for a reason `divergence` explains."""
+        if self.skipped is not None or (self.local is not None and not self.local.passed):
+            return False
+        return self.within_tolerance or (self.divergence is not None and self.divergence.explained)
+
+    @property
+    def warnings(self) -> list[str]:
+        """What a user should know although the check passed (`optimize(..., strict=True)` makes them errors)."""
+        found = list(self.local.warnings) if self.local is not None else []
+        if self.divergence is not None and self.divergence.explained:
+            found.append(self.divergence.message)
+        return found
+
+    def describe(self) -> list[str]:
+        """The report's verification lines: the verdict, the local checks, the output errors, each warning."""
+        if self.skipped:
+            return [f"verification: skipped ({self.skipped})"]
+        warnings = self.warnings
+        status = "passed" if self.passed else "FAILED"
+        if self.passed and warnings:
+            status += f" with {len(warnings)} warning{'s' if len(warnings) > 1 else ''}"
+        sets = len({e.inputs for e in self.errors})
+        outputs = (f"outputs: {self.mismatch}" if self.mismatch else
+                   f"outputs on {sets} input sets: max abs error {self.max_abs:.3g}, max rel error {self.max_rel:.3g} "
+                   f"(tolerance {self.tolerance:g})")
+        lines = [f"verification: {status}; {outputs}"]
+        if self.local is not None:
+            lines.append(f"  {self.local.describe()}")
+            lines += [f"  FAILED: {r.region.describe()}: {r.problem or f'max rel error {r.max_rel:.3g} on the {r.inputs}'}"
+                      for r in self.local.failures]
+        if self.divergence is not None and not self.divergence.explained:
+            lines.append(f"  FAILED: {self.divergence.message}")
+        lines += [f"  warning: {warning}" for warning in warnings]
+        return lines
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for `Report.to_dict`."""
+        local = None
+        if self.local is not None:
+            local = {
+                "passed": self.local.passed,
+                "skipped": self.local.skipped,
+                "tolerance": self.local.tolerance,
+                "recorded": self.local.recorded,
+                "graph_nodes": self.local.graph_nodes,
+                "regions": [{"passes": list(r.region.passes), "rule": r.region.rule, "module": r.region.module,
+                             "exits": list(r.region.exits), "nodes": list(r.region.nodes), "max_abs": r.max_abs,
+                             "max_rel": r.max_rel, "inputs": r.inputs, "failed": r.failed, "problem": r.problem}
+                            for r in self.local.regions],
+            }
+        divergence = None
+        if self.divergence is not None:
+            d = self.divergence
+            divergence = {"inputs": d.inputs, "cause": d.cause, "explained": d.explained, "message": d.message,
+                          "flips": [vars(f) for f in d.flips], "before_error": d.before_error,
+                          "pinned_error": d.pinned_error, "float64": None if d.float64 is None else vars(d.float64)}
+        return {
+            "passed": self.passed,
+            "skipped": self.skipped,
+            "mismatch": self.mismatch,
+            "tolerance": self.tolerance,
+            "max_abs": self.max_abs,
+            "max_rel": self.max_rel,
+            "errors": [vars(e) for e in self.errors],
+            "local": local,
+            "divergence": divergence,
+            "warnings": self.warnings,
+        }
 
     @property
     def worst(self) -> OutputError | None:
@@ -173,26 +261,43 @@ def verify(model: nn.Module, optimized: nn.Module, example_inputs: Sequence[Any]
 
 
 def _output_error(label: str, index: int, expected: Any, actual: Any) -> OutputError | str | None:
+    error = value_error(expected, actual)
+    if isinstance(error, str):
+        return f"on {label} output {index} {error}"
+    return None if error is None else OutputError(label, index, *error)
+
+
+def value_error(expected: Any, actual: Any) -> tuple[float, float] | str | None:
+    """``(max_abs, max_rel)`` of one value against the value it should have (the module docstring's
+    measure; a non-floating tensor is exact or infinitely wrong), None for equal non-tensors, or why
+    the two cannot be compared (different type, shape or dtype) as a phrase."""
     if not isinstance(expected, torch.Tensor):
-        if expected != actual:
-            return f"on {label} output {index} differs: {actual!r} vs {expected!r}"
+        if isinstance(actual, torch.Tensor) or not _equal(expected, actual):
+            return f"differs: {actual!r} vs {expected!r}"
         return None
     if not isinstance(actual, torch.Tensor) or actual.shape != expected.shape:
         got = tuple(actual.shape) if isinstance(actual, torch.Tensor) else type(actual).__name__
-        return f"on {label} output {index} has shape {got}, expected {tuple(expected.shape)}"
+        return f"has shape {got}, expected {tuple(expected.shape)}"
     if actual.dtype != expected.dtype:
-        return f"on {label} output {index} has dtype {actual.dtype}, expected {expected.dtype}"
+        return f"has dtype {actual.dtype}, expected {expected.dtype}"
     if not expected.is_floating_point():
         equal = bool(torch.equal(actual, expected))
-        return OutputError(label, index, 0.0 if equal else float("inf"), 0.0 if equal else float("inf"))
+        return (0.0, 0.0) if equal else (float("inf"), float("inf"))
     expected64, actual64 = expected.double(), actual.double()
     if bool(torch.isnan(expected64).any() != torch.isnan(actual64).any()):
-        return OutputError(label, index, float("inf"), float("inf"))
+        return float("inf"), float("inf")
     difference = (actual64 - expected64).nan_to_num(nan=0.0).abs()
     max_abs = float(difference.max()) if difference.numel() else 0.0
     scale = float(expected64.nan_to_num(nan=0.0).abs().max()) if expected64.numel() else 0.0
     max_rel = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else float("inf"))
-    return OutputError(label, index, max_abs, max_rel)
+    return max_abs, max_rel
+
+
+def _equal(expected: Any, actual: Any) -> bool:
+    try:
+        return bool(expected == actual)
+    except Exception:  # objects whose == is not a truth value
+        return expected is actual
 
 
 def _memory_format(tensor: torch.Tensor) -> torch.memory_format:

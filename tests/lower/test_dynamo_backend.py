@@ -171,3 +171,17 @@ def test_the_target_gets_the_passes_module_without_the_lean_forward():
     with torch.no_grad():
         compiled(_input())
     assert not any(note.startswith(("lean forward", "dynamic batch")) for note in dynamo_backend.last_report.notes)
+
+
+def test_without_dynamos_module_guards_a_replaced_weight_still_refolds():
+    """torch.compile's guard filter drops Dynamo's guards on module attributes; the backend's own check remains."""
+    model, x = _block(), _input()
+    options = {"target": "eager", "guard_filter_fn": torch.compiler.skip_guard_on_all_nn_modules_unsafe}
+    compiled = torch.compile(model, backend="fxrep", options=options)
+    with torch.no_grad():
+        compiled(x)
+        conv = model[0].rbr_dense.conv
+        conv.weight = nn.Parameter(conv.weight.detach() * 2)
+        with pytest.warns(UserWarning, match="replaced or changed in place"):
+            result = compiled(x)
+        torch.testing.assert_close(result, model(x))

@@ -170,6 +170,49 @@ class Rewriter:
             return self._insert(like, "call_function", F.pad, (source, flat), {"value": value})
         return self._insert(like, "call_function", aten.constant_pad_nd.default, (source, flat, value))
 
+    def reshape(self, source: Node, shape: Sequence[int], *, like: Node) -> Node:
+        """``source.reshape(shape)`` (one entry may be -1)."""
+        if self.level == "module":
+            return self._insert(like, "call_function", torch.reshape, (source, tuple(shape)))
+        return self._insert(like, "call_function", aten.reshape.default, (source, list(shape)))
+
+    def reshape_by_axes(self, source: Node, replay: tuple, *, like: Node) -> Node:
+        """``flatten(start, end)``, ``unsqueeze(axis)`` or ``squeeze(axes)``: a reshape valid for any size."""
+        kind, *args = replay
+        module = self.level == "module"
+        if kind == "flatten":
+            target = torch.flatten if module else aten.flatten.using_ints
+            return self._insert(like, "call_function", target, (source, *args))
+        if kind == "unsqueeze":
+            target = torch.unsqueeze if module else aten.unsqueeze.default
+            return self._insert(like, "call_function", target, (source, *args))
+        if kind == "squeeze":
+            target = torch.squeeze if module else aten.squeeze.dims
+            return self._insert(like, "call_function", target, (source, tuple(args[0]) if module else list(args[0])))
+        raise ValueError(f"no axes-only reshape {kind!r}")
+
+    def permute(self, source: Node, permutation: Sequence[int], *, like: Node) -> Node:
+        """``source.permute(permutation)``: output axis i is input axis ``permutation[i]``."""
+        if self.level == "module":
+            return self._insert(like, "call_function", torch.permute, (source, tuple(permutation)))
+        return self._insert(like, "call_function", aten.permute.default, (source, list(permutation)))
+
+    def avg_pool(self, source: Node, kernel: Sequence[int], stride: Sequence[int], padding: Sequence[int], *,
+                 like: Node) -> Node:
+        """An average pool with ``count_include_pad=True`` over the trailing ``len(kernel)`` axes."""
+        nd = len(kernel)
+        if self.level == "module":
+            target = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}[nd]
+        else:
+            target = {1: aten.avg_pool1d.default, 2: aten.avg_pool2d.default, 3: aten.avg_pool3d.default}[nd]
+        return self._insert(like, "call_function", target, (source, list(kernel), list(stride), list(padding)))
+
+    def mean(self, source: Node, axes: Sequence[int], keepdim: bool, *, like: Node) -> Node:
+        """``source.mean(axes, keepdim)``."""
+        if self.level == "module":
+            return self._insert(like, "call_function", torch.mean, (source, tuple(axes)), {"keepdim": keepdim})
+        return self._insert(like, "call_function", aten.mean.dim, (source, list(axes), keepdim))
+
     def add(self, lhs: Node, rhs: Node | torch.Tensor, *, like: Node, path: str = "") -> Node:
         return self._binary("add", lhs, rhs, like=like, path=path)
 
@@ -230,6 +273,16 @@ class Rewriter:
         if rule is not None:
             self.counts[rule] += 1
             self.rewrites.append(Rewrite(old.name, rule, module_path_of(old)))
+
+    def bypass(self, old: Node, new: Node, rule: str | None = None) -> None:
+        """`replace` ``old`` by ``new`` and delete ``old`` now, even where dead-code elimination would keep it.
+
+        For an op proved to be the identity at inference (dropout in eval is marked non-deterministic,
+        so ``eliminate_dead_code`` would leave it in the graph).
+        """
+        self.replace(old, new, rule)
+        if not old.users:
+            self.graph.erase_node(old)
 
     def current(self, node: Node) -> Node:
         """The node holding ``node``'s value now (following every `replace` since this rewriter began)."""

@@ -78,7 +78,7 @@ class CollapseLinearRegions(api.Pass):
         for node, reason in choice.cuts.items():
             result.refuse(node, reason)
         for emission in plan.emissions:
-            if emission.kept_because:
+            if emission.kept_because and emission.node not in choice.cuts:
                 result.refuse(emission.node, emission.kept_because)
             _explain_borders(emission, result)
         if not plan.changes:

@@ -34,6 +34,8 @@ class RemoveNoOps(api.Pass):
                 continue
             if any(user in outputs for user in node.users) and no_op.input.op in ("placeholder", "get_attr"):
                 continue  # the output would be the caller's input or a parameter itself, not a new tensor
-            rewriter.replace(node, rewriter.current(no_op.input), f"remove_{no_op.kind}")
+            if not node.users:
+                continue  # dead already; the rewriter's clean-up removes it
+            rewriter.bypass(node, rewriter.current(no_op.input), f"remove_{no_op.kind}")
         rewriter.finish()
         return result.absorb(rewriter)

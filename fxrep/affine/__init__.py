@@ -18,7 +18,7 @@
 
 from .emission import Emission, EmittedOp, emit, kept, materialize
 from .evaluate import Evaluation, InfeasiblePlan, RegionEvaluator, evaluate_region
-from .ops import AffineOp, affine_op
+from .ops import AffineOp, LayoutOp, affine_op
 from .plan import PlanChoice, PlanSummary, RegionPlan, emit_plan
 from .planner import DEFAULT_MAX_STATES, RegionPlanner, plan_region, separate_borders
 from .regions import (
@@ -41,6 +41,7 @@ __all__ = [
     "Evaluation",
     "GraphShapes",
     "InfeasiblePlan",
+    "LayoutOp",
     "PlanChoice",
     "PlanSummary",
     "Region",

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from torch.fx import Node
 
 from ..algebra import NotExact
-from .ops import Layout
+from .ops import NothingToFold, TensorLayout
 from .regions import Region
 from .shapes import GraphShapes
 from .value import AffineValue, Source
@@ -46,9 +46,9 @@ class RegionEvaluator:
     region: Region
     shapes: GraphShapes
     shape_only: bool = False
-    layouts: dict[Node, Layout] = field(default_factory=dict)
+    layouts: dict[Node, TensorLayout] = field(default_factory=dict)
     """Layout of each member's value, learned from the first value computed for it."""
-    _sources: dict[tuple[Node, Layout], AffineValue] = field(default_factory=dict)
+    _sources: dict[tuple[Node, TensorLayout], AffineValue] = field(default_factory=dict)
 
     def size_of(self, source: Source) -> tuple[int, ...] | None:
         return self.shapes.exact_size(source)
@@ -86,24 +86,40 @@ class Evaluation:
     kept: dict[Node, str]
     """Materialised members whose op cannot take its inputs' values: they stay as they are (why)."""
     materialized: frozenset[Node]
+    cores: dict[Node, AffineValue] = field(default_factory=dict)
+    """Members materialised as pool cores: what their tensor holds (`AffineValue.factored`)."""
 
 
 def evaluate_region(region: Region, materialized: Collection[Node], shapes: GraphShapes, *,
-                    shape_only: bool = False) -> Evaluation:
+                    shape_only: bool = False, residual: Collection[Node] = ()) -> Evaluation:
     """Evaluate every member of ``region`` under ``materialized`` (exits are added to it).
 
-    Raises `InfeasiblePlan` when a member's op cannot take the value of a virtual input.
+    Members in ``residual`` are materialised as pool cores: their readers see the core's tensor through
+    the residual per-channel scale and bias (`AffineValue.factored`). Raises `InfeasiblePlan` when a
+    member's op cannot take the value of a virtual input, or a residual member's value is no scaled pool.
     """
-    chosen = frozenset(materialized) | frozenset(region.exits)
+    cores_wanted = frozenset(residual)
+    chosen = frozenset(materialized) | frozenset(region.exits) | cores_wanted
     evaluator = RegionEvaluator(region, shapes, shape_only)
     values: dict[Node, AffineValue] = {}
+    seen_as: dict[Node, AffineValue] = {}  # what readers of a residual member fold
+    cores: dict[Node, AffineValue] = {}
     kept: dict[Node, str] = {}
     for node in region.nodes:
-        virtual = {i: values[i] for i in region.member_inputs(node) if i not in chosen}
+        inputs = region.member_inputs(node)
+        virtual = {i: seen_as[i] if i in seen_as else values[i] for i in inputs if i not in chosen or i in seen_as}
         try:
             values[node] = evaluator.apply(node, virtual)
         except NotExact as reason:
-            if virtual or node not in chosen:
+            if node not in chosen or node in cores_wanted or not set(region.member_reads(node)) <= chosen:
                 raise InfeasiblePlan(node, str(reason)) from reason
-            kept[node] = str(reason)
-    return Evaluation(values, kept, chosen)
+            kept[node] = "" if isinstance(reason, NothingToFold) else str(reason)
+            continue
+        if node in cores_wanted:
+            factored = values[node].factored()
+            if factored is None:
+                raise InfeasiblePlan(node, f"{node.name}'s value is not one scaled pool")
+            core, scale, bias = factored
+            cores[node] = core
+            seen_as[node] = values[node].read_through(node, scale, bias)
+    return Evaluation(values, kept, chosen, cores)

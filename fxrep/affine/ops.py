@@ -33,6 +33,7 @@ from ..ops import (
     Cat,
     Conv,
     Linear,
+    Mean,
     NoOp,
     Pad,
     dims,
@@ -40,9 +41,10 @@ from ..ops import (
     rank,
     tensor_constant,
 )
+from ..ops import Layout as LayoutView  # the op view; TensorLayout below is (channels, nd, channel dim)
 from .value import AffineValue, SizeOf, Source, size_for
 
-Layout = tuple[int | None, int | None, int]  # channels, spatial dims, channel dim
+TensorLayout = tuple[int | None, int | None, int]  # channels, spatial dims, channel dim
 
 
 @dataclass(frozen=True, eq=False)
@@ -58,7 +60,7 @@ class AffineOp:
         """Other nodes that are part of this op (a tuple-returning BatchNorm behind its getitem)."""
         return ()
 
-    def input_layout(self, index: int, siblings: Sequence[AffineValue] = ()) -> Layout:
+    def input_layout(self, index: int, siblings: Sequence[AffineValue] = ()) -> TensorLayout:
         """How to read input ``index`` as a fresh source; ``siblings`` are other inputs' known values."""
         return _layout_from_meta(self.inputs[index])
 
@@ -71,7 +73,7 @@ class ConvOp(AffineOp):
     conv: ConvMap
     view: Conv
 
-    def input_layout(self, index: int, siblings: Sequence[AffineValue] = ()) -> Layout:
+    def input_layout(self, index: int, siblings: Sequence[AffineValue] = ()) -> TensorLayout:
         return self.conv.in_channels, self.conv.nd, 1
 
     def apply(self, values, size_of):
@@ -93,7 +95,7 @@ class BatchNormOp(AffineOp):
     def absorbed(self) -> tuple[Node, ...]:
         return () if self.view.call is self.node else (self.view.call,)
 
-    def input_layout(self, index: int, siblings: Sequence[AffineValue] = ()) -> Layout:
+    def input_layout(self, index: int, siblings: Sequence[AffineValue] = ()) -> TensorLayout:
         _, nd, _ = _layout_from_meta(self.inputs[0])
         if nd is None and self.view.module is not None:
             nd = {nn.BatchNorm2d: 2, nn.BatchNorm3d: 3}.get(type(self.view.module))
@@ -111,7 +113,7 @@ class BatchNormOp(AffineOp):
 class LinearLayerOp(AffineOp):
     linear: ConvMap
 
-    def input_layout(self, index: int, siblings: Sequence[AffineValue] = ()) -> Layout:
+    def input_layout(self, index: int, siblings: Sequence[AffineValue] = ()) -> TensorLayout:
         return self.linear.in_channels, 0, 1 if rank(self.inputs[0]) == 2 else -1
 
     def apply(self, values, size_of):
@@ -147,11 +149,11 @@ class SumOp(AffineOp):
 
     alpha: float
 
-    def input_layout(self, index: int, siblings: Sequence[AffineValue] = ()) -> Layout:
-        channels, nd, channel_dim = _layout_from_meta(self.inputs[index])
-        if (channels is None or nd is None) and siblings:
+    def input_layout(self, index: int, siblings: Sequence[AffineValue] = ()) -> TensorLayout:
+        """A tensor added to a known value of the same shape is laid out like it (tokens or channels-first)."""
+        if siblings and dims(self.inputs[0]) == dims(self.inputs[1]):
             return siblings[0].channels, siblings[0].nd, siblings[0].channel_dim
-        return channels, nd, channel_dim
+        return _layout_from_meta(self.inputs[index])
 
     def apply(self, values, size_of):
         lhs, rhs = values
@@ -180,7 +182,7 @@ class PadOp(AffineOp):
 class AvgPoolOp(AffineOp):
     view: AvgPool
 
-    def input_layout(self, index: int, siblings: Sequence[AffineValue] = ()) -> Layout:
+    def input_layout(self, index: int, siblings: Sequence[AffineValue] = ()) -> TensorLayout:
         channels, _, _ = _layout_from_meta(self.inputs[0])
         return channels, len(self.view.kernel_size), 1
 
@@ -227,6 +229,25 @@ class FillOp(AffineOp):
         per_channel = _constant_per_channel(self.view.value, shape, self.view.dim, self.view.start, self.view.end)
         return value.fill(axis, self.view.start, self.view.end, shape[self.view.dim], per_channel,
                           size_of).with_rule(self.rule)
+
+
+@dataclass(frozen=True, eq=False)
+class LayoutOp(AffineOp):
+    """A reshape, permute or mean: moved onto the sources of a value whose maps only mix channels."""
+
+    view: LayoutView | Mean
+
+    def apply(self, values, size_of):
+        (value,) = values
+        result = value.relayout(self.view)
+        if value.is_bare_source:
+            # nothing to carry through; a tensor read fresh takes its layout from the op that reads it
+            raise NothingToFold(f"{self.node.name} rearranges a tensor with nothing folded into it")
+        return _with_rule(result, value, self.rule)
+
+
+class NothingToFold(NotExact):
+    """An op that only passes folded values on met a tensor with nothing folded into it (not worth reporting)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -290,6 +311,9 @@ def affine_op(node: Node) -> AffineOp | str | None:
     no_op = NoOp.from_node(node)
     if no_op is not None:
         return IdentityOp(node, (no_op.input,), "drop_identity")
+    layout = LayoutView.from_node(node) or Mean.from_node(node)
+    if layout is not None:
+        return LayoutOp(node, (layout.input,), "see_through_layout", layout)
     return None
 
 
@@ -341,7 +365,7 @@ def _special_padding_source(value: AffineValue, view: Conv) -> AffineValue:
     if source.padding_mode != "zeros" or not conv.is_identity:
         raise NotExact(f"{view.node.name} pads a computed tensor with mode {view.padding_mode!r}")
     reader = str(view.node.target) if view.node.op == "call_module" else view.node.name
-    special = Source(source.node, view.padding_mode, view.padding, reader)
+    special = replace(source, padding_mode=view.padding_mode, padding=view.padding, reader=reader)
     return AffineValue.of_source(special, value.channels, value.nd, value.channel_dim)
 
 
@@ -356,7 +380,7 @@ def _size_along(value: torch.Tensor, index: int, rank: int) -> int:
     return 1 if offset < 0 else value.shape[offset]
 
 
-def _layout_from_meta(node: Node) -> Layout:
+def _layout_from_meta(node: Node) -> TensorLayout:
     shape = dims(node)
     if shape is None or len(shape) < 2:
         return None, None, 1

@@ -28,6 +28,8 @@ class RegionPlan:
     emissions: tuple[Emission, ...]
     seconds: float
     op_count: int
+    residual: frozenset[Node] = frozenset()
+    """Members whose tensor holds a pool core; their readers fold the rest (`AffineValue.factored`)."""
 
     @property
     def materialized(self) -> tuple[Node, ...]:
@@ -79,13 +81,27 @@ class PlanChoice:
 
 
 def emit_plan(rewriter: Rewriter, plan: RegionPlan) -> dict[Node, Node]:
-    """Write ``plan`` into the graph; returns the members it replaced (old node -> new node)."""
+    """Write ``plan`` into the graph; returns the members it replaced (old node -> new node).
+
+    A member materialised as a pool core is not replaced: its core tensor holds another value than the
+    member did, and only the plan's own emissions (which fold the rest) read it.
+    """
     dtype, device = _dtype_and_device(plan.region.nodes)
     replaced: dict[Node, Node] = {}
+    cores: dict[Node, Node] = {}
+
+    def resolve(node: Node) -> Node:
+        return cores.get(node) or rewriter.current(node)
+
     for emission in plan.emissions:
-        new = emit(rewriter, emission, resolve=rewriter.current, path=module_path_of(emission.node),
+        new = emit(rewriter, emission, resolve=resolve, path=module_path_of(emission.node),
                    dtype=emission_dtype(emission.node, dtype), device=device)
         if new is None:
+            continue
+        if emission.node in plan.residual:
+            cores[emission.node] = new
+            for rule, times in emission.rules.items():
+                rewriter.count(rule, times)
             continue
         rewriter.replace(emission.node, new)
         replaced[emission.node] = new

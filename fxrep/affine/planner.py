@@ -18,6 +18,11 @@ far plus the cost of materialising each virtual live member now), always includi
 which every live member is materialised, so a plan at least as good as the graph as it is always
 survives; the choice then says ``exact=False``.
 
+A member may also be materialised *with a residual*: when its value is a scaled average pool of one
+tensor plus a bias (``D * pool(x) + c``, e.g. a BatchNorm before and after a pool), the tensor holds just
+``pool(x)`` (one pool op) and its readers fold ``D`` and ``c`` themselves, as a hand-written
+``merge_pre_bn`` does (`AffineValue.factored`). Such a member keeps no reader outside the region.
+
 Values are computed once per (member, boundary) with shape-only kernels (`fxrep.algebra.shape_only`),
 so comparing plans never composes real weights; the chosen plan is evaluated once more with real
 numbers for emission.
@@ -38,6 +43,7 @@ from ..algebra import NotExact
 from ..cost import CostModel
 from .emission import Emission, materialize
 from .evaluate import InfeasiblePlan, RegionEvaluator, evaluate_region
+from .ops import NothingToFold
 from .plan import PlanChoice, PlanSummary, RegionPlan
 from .regions import Region
 from .shapes import GraphShapes
@@ -56,7 +62,16 @@ KEPT_PER_STATE = 2
 RELATIVE_SLACK = 1e-9
 
 _MATERIALIZED = "materialized"
-Status = str | frozenset  # _MATERIALIZED, or the boundary of a virtual member
+
+
+@dataclass(frozen=True)
+class _Residual:
+    """Materialised as a pool core; readers fold the residual of the value it had with ``boundary``."""
+
+    boundary: frozenset
+
+
+Status = str | frozenset | _Residual  # _MATERIALIZED, a virtual member's boundary, or a residual core
 StateKey = tuple[tuple[Node, Status], ...]
 
 
@@ -66,11 +81,15 @@ class _Chain:
 
     node: Node
     rest: _Chain | None
+    residual: bool = False
 
     def nodes(self) -> list[Node]:
+        return [link.node for link in self.links()]
+
+    def links(self) -> list[_Chain]:
         chain, found = self, []
         while chain is not None:
-            found.append(chain.node)
+            found.append(chain)
             chain = chain.rest
         return found
 
@@ -105,22 +124,26 @@ class RegionPlanner:
         self.position = {node: index for index, node in enumerate(region.nodes)}
         self.last_read = {node: -1 for node in region.nodes}
         for node in region.nodes:
-            for source in region.member_inputs(node):
+            for source in region.member_reads(node):
                 self.last_read[source] = max(self.last_read[source], self.position[node])
         self._values: dict[tuple[Node, frozenset], AffineValue | NotExact] = {}
-        self._emissions: dict[tuple[Node, frozenset], Emission | NotExact] = {}
+        self._emissions: dict[tuple[Node, frozenset, bool], Emission | NotExact] = {}
+        self._cores: dict[tuple[Node, frozenset], tuple[Emission, AffineValue] | None] = {}
         self._seconds: dict[int, float] = {}
 
     # ------------------------------------------------------------------ memoised steps
-    def value(self, node: Node, boundary: frozenset, virtual_boundaries: Mapping[Node, frozenset]
+    def value(self, node: Node, boundary: frozenset, virtual_boundaries: Mapping[Node, Status]
               ) -> AffineValue | NotExact:
         """``node``'s value when its virtual inputs have the given boundaries (the reason, if none)."""
         key = (node, boundary)
         if key not in self._values:
             inputs: dict[Node, AffineValue] = {}
             failed = None
-            for source, source_boundary in virtual_boundaries.items():
-                value = self._values[(source, source_boundary)]
+            for source, source_status in virtual_boundaries.items():
+                if isinstance(source_status, _Residual):
+                    value = self._cores[(source, source_status.boundary)][1]
+                else:
+                    value = self._values[(source, source_status)]
                 if isinstance(value, NotExact):
                     failed = value
                     break
@@ -135,19 +158,41 @@ class RegionPlanner:
                     self._values[key] = reason
         return self._values[key]
 
-    def emission(self, node: Node, boundary: frozenset, value: AffineValue | NotExact) -> Emission | NotExact:
-        """What materialising ``node`` with this boundary emits (the reason, if it cannot)."""
-        key = (node, boundary)
+    def emission(self, node: Node, boundary: frozenset, value: AffineValue | NotExact, inputs_materialized: bool
+                 ) -> Emission | NotExact:
+        """What materialising ``node`` with this boundary emits (the reason, if it cannot).
+
+        ``inputs_materialized``: every member the node reads is a tensor of its own (it may stay as it is).
+        """
+        key = (node, boundary, inputs_materialized)
         if key not in self._emissions:
-            inputs_materialized = set(self.region.member_inputs(node)) <= boundary
             try:
                 if isinstance(value, NotExact):
-                    self._emissions[key] = materialize(node, None, inputs_materialized, self.shapes, str(value))
+                    reason = "" if isinstance(value, NothingToFold) else str(value)
+                    self._emissions[key] = materialize(node, None, inputs_materialized, self.shapes, reason)
                 else:
-                    self._emissions[key] = materialize(node, value, inputs_materialized, self.shapes)
+                    self._emissions[key] = materialize(node, value, inputs_materialized, self.shapes,
+                                                       cost_model=self.cost_model)
             except NotExact as reason:
                 self._emissions[key] = reason
         return self._emissions[key]
+
+    def core(self, node: Node, boundary: frozenset, value: AffineValue | NotExact
+             ) -> tuple[Emission, AffineValue] | None:
+        """Materialising ``node`` with a residual: the core's emission and what readers see (None if not one)."""
+        key = (node, boundary)
+        if key not in self._cores:
+            self._cores[key] = None
+            factored = None if isinstance(value, NotExact) or node in self.exits else value.factored()
+            if factored is not None:
+                core, scale, bias = factored
+                try:
+                    emission = materialize(node, core, False, self.shapes, cost_model=self.cost_model)
+                except NotExact:
+                    emission = None
+                if emission is not None and any(op.kind == "pool" for op in emission.ops):
+                    self._cores[key] = (emission, value.read_through(node, scale, bias))
+        return self._cores[key]
 
     def seconds(self, emission: Emission) -> float:
         """``emission``'s estimated time (memoised: the search asks for it once per transition)."""
@@ -156,13 +201,19 @@ class RegionPlanner:
             self._seconds[key] = emission.seconds(self.cost_model)
         return self._seconds[key]
 
-    def _boundary(self, node: Node, status: Mapping[Node, Status]) -> tuple[frozenset, dict[Node, frozenset]]:
-        boundary: set[Node] = set()
-        virtual: dict[Node, frozenset] = {}
+    def _reads_materialized(self, node: Node, status: Mapping[Node, Status]) -> bool:
+        return all(status[r] == _MATERIALIZED for r in self.region.member_reads(node))
+
+    def _boundary(self, node: Node, status: Mapping[Node, Status]) -> tuple[frozenset, dict[Node, Status]]:
+        boundary: set = set()
+        virtual: dict[Node, Status] = {}
         for source in self.region.member_inputs(node):
             state = status[source]
             if state == _MATERIALIZED:
                 boundary.add(source)
+            elif isinstance(state, _Residual):
+                boundary.add((source, state))
+                virtual[source] = state
             else:
                 boundary |= state
                 virtual[source] = state
@@ -196,13 +247,19 @@ class RegionPlanner:
                 options: list[tuple[Status, float, int]] = []
                 if not isinstance(value, NotExact) and node not in self.exits:
                     options.append((boundary, 0.0, 0))
-                emission = self.emission(node, boundary, value)
+                emission = self.emission(node, boundary, value, self._reads_materialized(node, status))
                 if not isinstance(emission, NotExact):
                     options.append((_MATERIALIZED, self.seconds(emission), emission.op_count))
+                core = self.core(node, boundary, value)
+                if core is not None:
+                    options.append((_Residual(boundary), self.seconds(core[0]), core[0].op_count))
                 for choice, seconds, ops in options:
                     successor = self._successor(status, node, choice, index)
                     for partial in partials:
-                        chosen = _Chain(node, partial.chosen) if choice == _MATERIALIZED else partial.chosen
+                        if choice == _MATERIALIZED or isinstance(choice, _Residual):
+                            chosen = _Chain(node, partial.chosen, isinstance(choice, _Residual))
+                        else:
+                            chosen = partial.chosen
                         extended = _Partial(partial.seconds + seconds, partial.ops + ops, chosen)
                         if bound is None or not self._dearer(extended, bound):
                             self._keep(successors, successor, extended)
@@ -239,9 +296,9 @@ class RegionPlanner:
             best = min(partials, key=self._rank)
             seconds, ops = best.seconds, best.ops
             for node, status in key:
-                if status == _MATERIALIZED:
+                if status == _MATERIALIZED or isinstance(status, _Residual):
                     continue
-                emission = self._emissions.get((node, status))
+                emission = self._emissions.get((node, status, False))
                 if isinstance(emission, Emission):
                     seconds += self.seconds(emission)
                     ops += emission.op_count
@@ -255,12 +312,14 @@ class RegionPlanner:
         return kept
 
     # ------------------------------------------------------------------ one fixed set
-    def walk(self, materialized: Iterable[Node]) -> list[Emission]:
-        """The (shape-only) emissions of the plan that materialises ``materialized`` and the exits.
+    def walk(self, materialized: Iterable[Node], residual: Iterable[Node] = ()) -> list[Emission]:
+        """The (shape-only) emissions of the plan that materialises ``materialized`` and the exits, those in
+        ``residual`` as pool cores.
 
         Raises `InfeasiblePlan` when some member cannot be computed under that set.
         """
-        chosen = frozenset(materialized) | self.exits
+        cores = frozenset(residual)
+        chosen = frozenset(materialized) | self.exits | cores
         status: dict[Node, Status] = {}
         emissions = []
         for node in self.region.nodes:
@@ -271,16 +330,23 @@ class RegionPlanner:
                     raise InfeasiblePlan(node, str(value))
                 status[node] = boundary
                 continue
-            emission = self.emission(node, boundary, value)
+            if node in cores:
+                core = self.core(node, boundary, value)
+                if core is None:
+                    raise InfeasiblePlan(node, f"{node.name}'s value is not one scaled pool")
+                emissions.append(core[0])
+                status[node] = _Residual(boundary)
+                continue
+            emission = self.emission(node, boundary, value, self._reads_materialized(node, status))
             if isinstance(emission, NotExact):
                 raise InfeasiblePlan(node, str(emission))
             emissions.append(emission)
             status[node] = _MATERIALIZED
         return emissions
 
-    def cost_of(self, materialized: Iterable[Node]) -> tuple[float, int]:
+    def cost_of(self, materialized: Iterable[Node], residual: Iterable[Node] = ()) -> tuple[float, int]:
         """Estimated (seconds, ops) of the plan materialising ``materialized`` and the exits (see `walk`)."""
-        emissions = self.walk(materialized)
+        emissions = self.walk(materialized, residual)
         return sum(self.seconds(e) for e in emissions), sum(e.op_count for e in emissions)
 
 
@@ -297,41 +363,46 @@ def plan_region(region: Region, cost_model: CostModel, shapes: GraphShapes, *, o
     finals = sorted(finals + scout, key=planner._rank)
     distinct: dict[frozenset, _Partial] = {}
     for partial in finals:  # the scout may have found the same plan
-        distinct.setdefault(frozenset(partial.chosen.nodes()) if partial.chosen else frozenset(), partial)
+        links = partial.chosen.links() if partial.chosen else []
+        distinct.setdefault(frozenset((link.node, link.residual) for link in links), partial)
     finals = list(distinct.values())[:KEPT_PER_STATE]
-    best = _ordered(region, finals[0].chosen)
-    plan = _numeric_plan(region, best, cost_model, shapes, planner)
+    best, residual = _ordered(region, finals[0].chosen)
+    plan = _numeric_plan(region, best, residual, cost_model, shapes, planner)
     runner_up = None
     if len(finals) > 1:
-        other = _ordered(region, finals[1].chosen)
-        runner_up = PlanSummary(tuple(n.name for n in other if n not in planner.exits), finals[1].seconds,
-                                finals[1].ops)
+        other, other_residual = _ordered(region, finals[1].chosen)
+        runner_up = PlanSummary(tuple(n.name + (" (pool core)" if n in other_residual else "") for n in other
+                                      if n not in planner.exits), finals[1].seconds, finals[1].ops)
     as_is_seconds = sum(cost_model.node_seconds(n) for n in region.nodes)
-    cuts = _explain_cuts(planner, best, finals[0]) if explain and len(region.nodes) > 1 else {}
+    cuts = _explain_cuts(planner, best, residual, finals[0]) if explain and len(region.nodes) > 1 else {}
     return PlanChoice(plan, as_is_seconds, len(region.nodes), runner_up, exact, widest, cuts)
 
 
-def _ordered(region: Region, chain: _Chain | None) -> list[Node]:
-    chosen = set(chain.nodes()) if chain is not None else set()
-    return [n for n in region.nodes if n in chosen]
+def _ordered(region: Region, chain: _Chain | None) -> tuple[list[Node], frozenset]:
+    """The materialised members in region order, and those materialised as pool cores."""
+    links = chain.links() if chain is not None else []
+    chosen = {link.node for link in links}
+    return [n for n in region.nodes if n in chosen], frozenset(link.node for link in links if link.residual)
 
 
-def _numeric_plan(region: Region, materialized: list[Node], cost_model: CostModel, shapes: GraphShapes,
-                  planner: RegionPlanner) -> RegionPlan:
+def _numeric_plan(region: Region, materialized: list[Node], residual: frozenset, cost_model: CostModel,
+                  shapes: GraphShapes, planner: RegionPlanner) -> RegionPlan:
     """The plan for ``materialized`` with real weights (the shape-only one when every node stays)."""
-    emissions = tuple(planner.walk(materialized))
+    emissions = tuple(planner.walk(materialized, residual))
     if any(not e.keeps for e in emissions):
         chosen = frozenset(materialized)
-        evaluation = evaluate_region(region, chosen, shapes)
+        evaluation = evaluate_region(region, chosen, shapes, residual=residual)
         emissions = tuple(
-            materialize(n, evaluation.values.get(n), set(region.member_inputs(n)) <= chosen, shapes,
-                        evaluation.kept.get(n, ""))
+            materialize(n, evaluation.cores[n], False, shapes, cost_model=cost_model) if n in residual else
+            materialize(n, evaluation.values.get(n), set(region.member_reads(n)) <= chosen, shapes,
+                        evaluation.kept.get(n, ""), cost_model)
             for n in materialized)
     seconds = sum(e.seconds(cost_model) for e in emissions)
-    return RegionPlan(region, emissions, seconds, sum(e.op_count for e in emissions))
+    return RegionPlan(region, emissions, seconds, sum(e.op_count for e in emissions), residual)
 
 
-def _explain_cuts(planner: RegionPlanner, best: list[Node], chosen: _Partial) -> dict[Node, str]:
+def _explain_cuts(planner: RegionPlanner, best: list[Node], residual: frozenset, chosen: _Partial
+                  ) -> dict[Node, str]:
     """Why each non-exit member of the best plan is materialised: folding it is inexact, or costs more."""
     reasons: dict[Node, str] = {}
     cuts = [n for n in best if n not in planner.exits]
@@ -340,9 +411,10 @@ def _explain_cuts(planner: RegionPlanner, best: list[Node], chosen: _Partial) ->
     for node in cuts[:MAX_EXPLAINED_CUTS]:
         readers = ", ".join(u.name for u in planner.region.nodes if node in planner.region.member_inputs(u))
         try:
-            emissions = planner.walk(m for m in best if m is not node)
+            emissions = planner.walk((m for m in best if m is not node), residual - {node})
         except InfeasiblePlan as infeasible:
-            reasons[node] = f"kept apart from {infeasible.node.name}: {infeasible}"
+            reasons[node] = str(infeasible) if infeasible.node is node else \
+                f"kept apart from {infeasible.node.name}: {infeasible}"
             continue
         seconds = sum(planner.seconds(e) for e in emissions)
         ops = sum(e.op_count for e in emissions)
@@ -354,11 +426,15 @@ def _explain_cuts(planner: RegionPlanner, best: list[Node], chosen: _Partial) ->
                       "the region")
         borders = next((b for e in emissions if (b := separate_borders(e)) is not None), None)
         reasons[node] = reason + (f" ({borders})" if borders else "")
-    _explain_sibling_cuts(planner, best, cuts[:MAX_EXPLAINED_CUTS], reasons)
+    _explain_sibling_cuts(planner, best, residual, cuts[:MAX_EXPLAINED_CUTS], reasons)
+    for node in residual:
+        reasons[node] = (f"{node.name} runs as a pool; its per-channel scale and bias are folded into its "
+                         "readers")
     return reasons
 
 
-def _explain_sibling_cuts(planner: RegionPlanner, best: list[Node], cuts: list[Node], reasons: dict[Node, str]) -> None:
+def _explain_sibling_cuts(planner: RegionPlanner, best: list[Node], residual: frozenset, cuts: list[Node],
+                          reasons: dict[Node, str]) -> None:
     """Where folding all the cut inputs of one reader together is inexact, say that instead of the cost.
 
     Folding one of two parallel branches may be exact but dearer, while folding both is what would
@@ -371,7 +447,7 @@ def _explain_sibling_cuts(planner: RegionPlanner, best: list[Node], cuts: list[N
         if len(siblings) < 2:
             continue
         try:
-            planner.walk(m for m in best if m not in siblings)
+            planner.walk((m for m in best if m not in siblings), residual - set(siblings))
         except InfeasiblePlan as infeasible:
             for node in siblings:
                 reasons[node] = f"kept apart from {infeasible.node.name}: {infeasible}"

@@ -23,7 +23,7 @@ import networkx as nx
 import torch
 from torch.fx import GraphModule, Node
 
-from .ops import AffineOp, affine_op
+from .ops import AffineOp, LayoutOp, affine_op
 
 _SIDE_EFFECT_TARGETS = (
     torch.ops.aten._assert_tensor_metadata.default,
@@ -56,6 +56,12 @@ class Region:
         """The inputs of ``node``'s op that are members, without repeats."""
         members = self.members
         return tuple(dict.fromkeys(i for i in self.ops[node].inputs if i in members))
+
+    def member_reads(self, node: Node) -> tuple[Node, ...]:
+        """Every member the original ``node`` reads: its op's inputs, and tensors it reads only for their
+        shape (``reshape_as``'s template), which must exist for the node to stay as it is."""
+        members = self.members
+        return tuple(dict.fromkeys((*self.member_inputs(node), *(i for i in node.all_input_nodes if i in members))))
 
 
 @dataclass
@@ -136,6 +142,13 @@ def _read_outside(node: Node, members: set[Node], ops: Mapping[Node, AffineOp],
         if is_side_effect_only(user):
             continue
         owner = absorbed_by.get(user, user)
-        if owner not in members or node not in ops[owner].inputs:
+        if owner not in members:
+            return True
+        if node not in ops[owner].inputs and not _shape_template(ops[owner]):
             return True
     return False
+
+
+def _shape_template(op: AffineOp) -> bool:
+    """A layout op, which reads any argument besides its input for the shape only (``reshape_as``)."""
+    return isinstance(op, LayoutOp)

@@ -19,7 +19,6 @@ from torch.fx import GraphModule, Node
 
 from ..capture import shapes_are_guarded
 from ..cost import batch_and_itemsize, numel
-from ..ops import dims
 from .value import Source
 
 
@@ -37,7 +36,7 @@ class GraphShapes:
         return self.recorded_size(source) if self.guarded else None
 
     def recorded_size(self, source: Source) -> tuple[int, ...] | None:
-        shape = dims(source.node)
+        shape = source.dims()
         if shape is None or len(shape) < 3 or any(d is None for d in shape[2:]):
             return None
         size = tuple(shape[2:])

@@ -18,6 +18,16 @@ the region keeps the pad op.
 ``channel_dim`` is 1 for channels-first tensors (conv, BatchNorm; ``nd`` spatial dims after it) and
 -1 for Linear layers applied to the last dimension of a tensor of any rank (``nd`` is 0).
 
+Layout ops (reshape, flatten, permute, transpose, ...; `fxrep.ops.Layout`) commute with a value whose
+maps are all pointwise (1x1, stride 1, unpadded: they only mix channels) as long as the op keeps the
+channel axis whole: ``L(M(s)) = M(L(s))``. `AffineValue.relayout` therefore moves the layout op onto
+the sources: a `Source` remembers the `LayoutStep`s it is read through (re-emitted in front of the
+conv or Linear that reads it), and the value's channel axis moves to where ``L`` puts it. A chain of
+steps that brings a source back to its own shape (LeViT's ``flatten(0, 1)`` ... ``reshape_as``) is
+dropped. This is how a BatchNorm1d on ``x.flatten(0, 1)`` folds into the Linear before it. A mean over
+axes the maps do not read (`fxrep.ops.Mean`: global average pooling) is one more such step, so a
+BatchNorm before the pooling of a classifier head folds into the head's Linear.
+
 A *shape-only* value (``shape_only=True``, used while planning) composes its non-diagonal maps as
 meta tensors (`fxrep.algebra.shape_only`): every exactness rule and every shape comes out the same as
 for the real value, at no cost, while biases and border values stay real numbers.
@@ -25,6 +35,7 @@ for the real value, at no cost, while biases and border values stay real numbers
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -37,6 +48,7 @@ from ..algebra import (
     NotExact,
     check_border,
     compose_kernels,
+    diagonal_map,
     extend_padding,
     extension_is_constant,
     identity_map,
@@ -48,6 +60,7 @@ from ..algebra import (
 )
 from ..algebra.conv_map import Padding
 from ..algebra.shape_only import empty_weight
+from ..ops import Layout, Mean, dims
 
 SizeOf = Callable[["Source"], "tuple[int, ...] | None"]
 
@@ -62,19 +75,50 @@ FILL_RTOL = 1e-5
 
 
 @dataclass(frozen=True)
+class LayoutStep:
+    """One reshape, permute or mean a source is read through, with the source's own channel count filled in."""
+
+    kind: str
+    """``reshape``, ``permute`` or ``mean``."""
+    dims: tuple[int | None, ...]
+    """The shape after the step (None: a dynamic size)."""
+    permutation: tuple[int, ...] = ()
+    axes: tuple[int, ...] = ()
+    """``mean``: the averaged axes (of the step's input)."""
+    keepdim: bool = False
+    replay: tuple | None = None
+    """``reshape``: the same reshape by axes alone, valid for any size (`fxrep.ops.Layout.replay`)."""
+
+
+@dataclass(frozen=True)
 class Source:
-    """A materialised tensor read by a term, optionally padded with a non-zero padding mode first."""
+    """A materialised tensor read by a term: through layout steps, then padded with a non-zero mode."""
 
     node: Node
     padding_mode: str = "zeros"
     padding: Padding = ()
     reader: str = ""
     """The op (module path or node name) that pads with ``padding_mode``, for messages."""
+    layout: tuple[LayoutStep, ...] = ()
 
     def describe(self) -> str:
+        through = f"{self.node.name} through {len(self.layout)} layout op(s)" if self.layout else self.node.name
         if self.padding_mode == "zeros":
-            return f"{self.node.name} with zero padding"
-        return f"{self.reader or 'a branch'} reads {self.node.name} with {self.padding_mode} padding"
+            return f"{through} with zero padding"
+        return f"{self.reader or 'a branch'} reads {through} with {self.padding_mode} padding"
+
+    def dims(self) -> tuple[int | None, ...] | None:
+        """The shape the term reads (after the layout steps, before padding); None when unknown."""
+        return self.layout[-1].dims if self.layout else dims(self.node)
+
+    def through(self, step: LayoutStep) -> Source:
+        """This source read through one more layout step (a chain back to the source's own shape is dropped)."""
+        layout = (*self.layout, step)
+        if all(s.kind == "reshape" for s in layout) and _same_dims(step.dims, dims(self.node)):
+            layout = ()
+        elif all(s.kind == "permute" for s in layout) and _composed(layout) == tuple(range(len(step.permutation))):
+            layout = ()
+        return replace(self, layout=layout)
 
 
 @dataclass(frozen=True, eq=False)
@@ -111,6 +155,38 @@ class AffineValue:
             source = Source(source)
         return cls(((source, identity_map(channels, nd)),), torch.zeros(channels, dtype=torch.float64), nd,
                    channel_dim, shape_only=shape_only)
+
+    def factored(self) -> tuple[AffineValue, ConvMap, torch.Tensor] | None:
+        """``value = D * core + bias`` for a scaled average pool of one tensor: (core, D as a map, bias).
+
+        The core is the plain pool (factor 1), which runs as one pool op; ``D`` (per-channel, a diagonal
+        map) and the bias are left to the readers to fold (a planner's *residual* materialisation).
+        None when the value is not one scaled pool.
+        """
+        if self.ring is not None or len(self.terms) != 1:
+            return None
+        source, conv = self.terms[0]
+        if not conv.uniform or conv.is_diagonal or conv.groups != conv.in_channels or conv.in_channels != conv.out_channels:
+            return None
+        taps = math.prod(conv.kernel_size)
+        unit = ConvMap(torch.full(tuple(conv.weight.shape), 1.0 / taps, dtype=torch.float64), None, conv.stride,
+                       conv.padding, conv.dilation, conv.groups, uniform=True)
+        factor = conv.pool_factor()
+        scale = diagonal_map(factor if factor is not None else torch.ones(self.channels, dtype=torch.float64),
+                             None, self.nd)
+        if factor is None:
+            scale = shape_only(scale)  # unknown per-channel factors: never taken for the identity
+        core = AffineValue(((source, unit),), torch.zeros_like(self.bias), self.nd, self.channel_dim, None,
+                           self.rules, self.shape_only)
+        return core, scale, self.bias
+
+    def read_through(self, node: Node, scale: ConvMap, bias: torch.Tensor) -> AffineValue:
+        """``scale(node) + bias``: how readers see a tensor holding this value's factored core."""
+        return AffineValue(((Source(node), scale),), bias, self.nd, self.channel_dim, None, Counter(), self.shape_only)
+
+    def channel_axis(self, rank: int) -> int:
+        """The channel axis of a rank-``rank`` tensor holding this value."""
+        return 1 if self.channel_dim == 1 else rank - 1
 
     def as_source(self, node: Node) -> AffineValue:
         """The identity on ``node``, a tensor holding this value (same layout)."""
@@ -211,6 +287,36 @@ class AffineValue:
         terms = tuple((s, compose_kernels(outer, m)) for s, m in value.terms)
         bias = propagate_bias(conv, value.bias)  # the op's real weights: biases stay numbers
         return AffineValue(terms, bias, self.nd, self.channel_dim, None, self.rules, self.shape_only)
+
+    def relayout(self, layout: Layout | Mean) -> AffineValue:
+        """The value after ``layout`` (a reshape, permute or mean), moved onto the sources (module docstring)."""
+        if self.ring is not None:
+            raise NotExact(f"{layout.node.name} reshapes a tensor with a padded border")
+        if not all(_pointwise(conv) for _, conv in self.terms):
+            raise NotExact(f"{layout.node.name} moves axes that a conv or pool before it reads (its kernel spans "
+                           "them), so the two do not commute")
+        channel = layout.channel_after(self.channel_axis(len(layout.in_dims)))
+        if channel is None:
+            raise NotExact(f"{layout.node.name} splits the channel axis or merges it with another axis, so a "
+                           "per-channel affine on one side is not per-channel on the other")
+        rank = len(layout.out_dims)
+        if channel == 1:
+            channel_dim, nd = 1, rank - 2
+        elif channel == rank - 1:
+            channel_dim, nd = -1, 0
+        else:
+            raise NotExact(f"after {layout.node.name} the channels are on axis {channel} of {rank}, neither right "
+                           "after the batch nor last, where a conv or Linear could read them")
+        terms = []
+        for source, conv in self.terms:
+            step_dims = list(layout.out_dims)
+            step_dims[channel] = conv.in_channels
+            if isinstance(layout, Mean):
+                step = LayoutStep("mean", tuple(step_dims), axes=layout.axes, keepdim=layout.keepdim)
+            else:
+                step = LayoutStep(layout.kind, tuple(step_dims), layout.permutation, replay=layout.replay)
+            terms.append((source.through(step), _as_pointwise(conv, nd)))
+        return AffineValue(tuple(terms), self.bias, nd, channel_dim, None, self.rules, self.shape_only)
 
     @staticmethod
     def concatenate(values: Sequence[AffineValue], size_of: SizeOf) -> AffineValue:
@@ -314,6 +420,32 @@ class AffineValue:
             f"the border is padded with {float(mismatch[channel]):.4g} on channel {channel} but the branch "
             f"produces {float(self.bias[channel]):.4g} there (its bias); only padding with the bias is exact"
         )
+
+
+def _pointwise(conv: ConvMap) -> bool:
+    """Mixes channels only: every kernel size 1, stride 1, no padding."""
+    return (all(k == 1 for k in conv.kernel_size) and all(s == 1 for s in conv.stride) and not conv.has_padding)
+
+
+def _as_pointwise(conv: ConvMap, nd: int) -> ConvMap:
+    """A pointwise map with ``nd`` spatial axes (a 0-d map is a Linear)."""
+    weight = conv.weight.reshape(*conv.weight.shape[:2], *([1] * nd))
+    return ConvMap(weight, conv.bias, (1,) * nd, ((0, 0),) * nd, (1,) * nd, conv.groups)
+
+
+def _same_dims(a, b) -> bool:
+    """Equal shapes; one dynamic size (None) in the same place is equal too (the element counts agree)."""
+    if b is None or len(a) != len(b) or sum(x is None for x in a) > 1:
+        return False
+    return all(x == y for x, y in zip(a, b, strict=True))
+
+
+def _composed(layout: Sequence[LayoutStep]) -> tuple[int, ...]:
+    """The permutation a chain of permute steps applies (output axis i holds input axis result[i])."""
+    order = tuple(range(len(layout[0].permutation)))
+    for step in layout:
+        order = tuple(order[i] for i in step.permutation)
+    return order
 
 
 def _out_shape(per_channel: torch.Tensor, conv: ConvMap) -> torch.Tensor:

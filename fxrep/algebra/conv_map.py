@@ -40,6 +40,10 @@ class ConvMap:
     padding: Padding
     dilation: tuple[int, ...]
     groups: int
+    uniform: bool = False
+    """Depthwise with one constant per channel over all taps: an average pool scaled per channel, which
+    can run as a pool. Kept by per-channel scaling and by growing the padding; any other rule that
+    builds a map leaves it False."""
 
     def __post_init__(self) -> None:
         nd = self.weight.dim() - 2
@@ -89,6 +93,12 @@ class ConvMap:
         if not self.is_diagonal or self.weight.is_meta:
             return False
         return bool((self.weight == 1).all()) and (self.bias is None or not self.bias.any())
+
+    def pool_factor(self) -> torch.Tensor | None:
+        """For a `uniform` map: the per-channel factor ``f`` with ``map = f * avg_pool`` (None if unknown)."""
+        if not self.uniform or self.weight.is_meta:
+            return None
+        return self.weight.reshape(self.out_channels, -1)[:, 0] * math.prod(self.kernel_size)
 
     @property
     def has_padding(self) -> bool:
@@ -217,4 +227,4 @@ def avgpool_map(
     """
     nd = len(kernel_size)
     weight = torch.full((channels, 1, *kernel_size), 1.0 / math.prod(kernel_size), dtype=torch.float64)
-    return ConvMap(weight, None, tuple(stride), normalize_padding(padding, nd), (1,) * nd, channels)
+    return ConvMap(weight, None, tuple(stride), normalize_padding(padding, nd), (1,) * nd, channels, uniform=True)

@@ -32,7 +32,7 @@ def regroup(conv: ConvMap, groups: int) -> ConvMap:
     kernel = conv.kernel_size
     if conv.weight.is_meta:  # shape-only (fxrep.algebra.shape_only): the block layout needs no values
         weight = empty_weight((conv.out_channels, ratio * in_per_old, *kernel))
-        return replace(conv, weight=weight, groups=groups)
+        return replace(conv, weight=weight, groups=groups, uniform=False)
     old = conv.weight.reshape(groups, ratio, out_per_old, in_per_old, *kernel)
     new = conv.weight.new_zeros(groups, ratio, out_per_old, ratio, in_per_old, *kernel)
     block = torch.arange(ratio, device=conv.weight.device)
@@ -40,7 +40,7 @@ def regroup(conv: ConvMap, groups: int) -> ConvMap:
     # (ratio, groups, out_per_old, in_per_old, *kernel).
     new[:, block, :, block] = old.transpose(0, 1)
     weight = new.reshape(conv.out_channels, ratio * in_per_old, *kernel)
-    return replace(conv, weight=weight, groups=groups)
+    return replace(conv, weight=weight, groups=groups, uniform=False)
 
 
 def common_groups(*convs: ConvMap) -> int:

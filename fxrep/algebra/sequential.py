@@ -103,7 +103,7 @@ def _scale_outputs(inner: ConvMap, outer: ConvMap) -> ConvMap:
     bias = None if inner.bias is None else inner.bias * scale
     if outer.bias is not None:
         bias = outer.bias if bias is None else bias + outer.bias
-    return ConvMap(weight, bias, inner.stride, inner.padding, inner.dilation, inner.groups)
+    return ConvMap(weight, bias, inner.stride, inner.padding, inner.dilation, inner.groups, uniform=inner.uniform)
 
 
 def _scale_inputs(outer: ConvMap, inner: ConvMap) -> ConvMap:
@@ -114,7 +114,7 @@ def _scale_inputs(outer: ConvMap, inner: ConvMap) -> ConvMap:
     scale = scale.reshape(groups, 1, -1, *([1] * outer.nd))
     weight = outer.weight if is_shape_only(outer) else (per_group * scale).reshape(outer.weight.shape)
     bias = outer.bias if inner.bias is None else propagate_bias(outer, inner.bias)
-    return ConvMap(weight, bias, outer.stride, outer.padding, outer.dilation, groups)
+    return ConvMap(weight, bias, outer.stride, outer.padding, outer.dilation, groups, uniform=outer.uniform)
 
 
 def propagate_bias(outer: ConvMap, bias: torch.Tensor) -> torch.Tensor:

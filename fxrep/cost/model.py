@@ -102,6 +102,8 @@ class CostModel(SignatureCosts):
 
     def _elementwise(self, op: ElementwiseSignature) -> float:
         t = self.target
+        if op.kind == "layout":
+            return t.seconds_per_op  # a view: dispatch only, no data moved
         moved = op.numel * (op.operands + 1) * op.itemsize
         slowdown = t.addcmul_slowdown if op.kind == "addcmul" else 1.0
         return (moved / _or(t.elementwise_bytes_per_second, t.bytes_per_second) * slowdown

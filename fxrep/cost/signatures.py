@@ -11,7 +11,8 @@ one it talks to.
 - `PoolSignature`: an average pool (costed like the depthwise conv it equals).
 - `ElementwiseSignature`: add, mul, addcmul, pad, batch norm, ... over ``numel`` output elements
   reading ``operands`` tensors of that size (``channels``, when known, is the axis a per-channel
-  operand broadcasts along).
+  operand broadcasts along). Kind ``layout`` is a reshape or permute (`fxrep.ops.Layout`): a view
+  that moves no data.
 
 Every signature also carries ``dtype`` and ``device`` (torch's names, e.g. ``"float32"``, ``"cuda:0"``),
 None where the asker does not know them: the analytic model ignores both (it uses ``itemsize``); a
@@ -32,7 +33,7 @@ import torch
 from torch.fx import Node
 
 from ..algebra import ConvMap, NotExact
-from ..ops import AvgPool, BatchNorm, Conv, Linear, Pad, example_value, op_kind
+from ..ops import AvgPool, BatchNorm, Conv, Layout, Linear, Mean, Pad, example_value, op_kind
 
 NOMINAL_SPATIAL = 32
 """Spatial size per axis assumed where the graph recorded none (keeps comparisons meaningful)."""
@@ -193,6 +194,12 @@ def node_signature(node: Node) -> OpSignature | None:
     channels = channels_of(node)
     if Pad.from_node(node) is not None:
         return ElementwiseSignature("pad", count, 1, itemsize, channels, dtype, device)
+    if Layout.from_node(node) is not None:
+        return ElementwiseSignature("layout", count, 0, itemsize, channels, dtype, device)
+    mean = Mean.from_node(node)
+    if mean is not None:  # reads the whole input once
+        read = numel(mean.input) or count
+        return ElementwiseSignature("mean", read, 1, itemsize, channels_of(mean.input), dtype, device)
     if BatchNorm.from_node(node) is not None:
         return ElementwiseSignature("batchnorm", count, 1, itemsize, channels, dtype, device)
     operands = len([n for n in node.all_input_nodes if n.op != "get_attr"])

@@ -19,6 +19,7 @@ from fxrep.models.diracnet import DiracConv2d, DiracNetBlock, NCReLU, dirac_delt
 from fxrep.models.doconv import DOConv2d
 from fxrep.models.expandnet import ExpandCK, ExpandCL, ExpandFC
 from fxrep.models.inception import BasicConv2d, InceptionBlock
+from fxrep.models.levit import LeViT, LinearNorm, NormLinear, levit_fuse, levit_small
 from fxrep.models.mobileone import (
     MobileOne,
     MobileOneBlock,
@@ -67,9 +68,12 @@ __all__ = [
     "ExpandFC",
     "IdentityBasedConv1x1",
     "InceptionBlock",
+    "LeViT",
+    "LinearNorm",
     "MobileOne",
     "MobileOneBlock",
     "NCReLU",
+    "NormLinear",
     "RepCPE",
     "RepMixer",
     "RepMixerBlock",
@@ -87,6 +91,8 @@ __all__ = [
     "expandnet_small",
     "fastvit_reparameterize",
     "inception_small",
+    "levit_fuse",
+    "levit_small",
     "mobileone",
     "mobileone_s0",
     "mobileone_small",

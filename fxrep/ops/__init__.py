@@ -14,10 +14,12 @@ from .concat import Cat
 from .conv import Conv
 from .identity import Identity
 from .kinds import VIEWS, op_kind, target_name
+from .layout import Layout
 from .linear import Linear
 from .no_op import NoOp
 from .pad import Pad
 from .pool import AvgPool, MaxPool
+from .reduce import Mean
 
 __all__ = [
     "VIEWS",
@@ -29,8 +31,10 @@ __all__ = [
     "Cat",
     "Conv",
     "Identity",
+    "Layout",
     "Linear",
     "MaxPool",
+    "Mean",
     "NoOp",
     "Pad",
     "constant_value",

@@ -26,15 +26,19 @@ aten = torch.ops.aten
 _DROPOUT = (("input", REQUIRED), ("p", 0.5), ("training", True), ("inplace", False))
 _SIGNATURES = {
     F.dropout: _DROPOUT, F.dropout1d: _DROPOUT, F.dropout2d: _DROPOUT, F.dropout3d: _DROPOUT,
-    F.alpha_dropout: _DROPOUT,
+    F.alpha_dropout: _DROPOUT, F.feature_alpha_dropout: _DROPOUT,
     torch.clone: (("input", REQUIRED), ("memory_format", None)),
     torch.detach: (("input", REQUIRED),),
 }
 _METHODS = {"contiguous": (("self", REQUIRED), ("memory_format", None)),
             "clone": (("self", REQUIRED), ("memory_format", None)),
             "detach": (("self", REQUIRED),)}
-_OVERLOADS = (aten.clone.default, aten.alias.default, aten.detach.default, aten.dropout.default)
-_MODULES = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
+_OVERLOADS = (aten.clone.default, aten.contiguous.default, aten.alias.default, aten.detach.default, aten.dropout.default,
+              aten.alpha_dropout.default, aten.feature_dropout.default, aten.feature_alpha_dropout.default)
+_SAME_FORMATS = (None, torch.preserve_format, torch.contiguous_format, 0, 1)
+"""Memory formats a value-preserving copy may ask for (ATen schemas default to the enum values 0 and 1)."""
+_MODULES = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
+            nn.FeatureAlphaDropout)
 
 
 @dataclass(frozen=True, eq=False)
@@ -63,10 +67,10 @@ class Identity:
             bound = bind_call(node, _SIGNATURES, overloads=_OVERLOADS)
             if bound is None or bound.get("training", bound.get("train", False)):
                 return None
-            if bound.get("memory_format") not in (None, torch.preserve_format, torch.contiguous_format):
+            if bound.get("memory_format") not in _SAME_FORMATS:
                 return None
             source = bound.get("input", bound.get("self"))
-            copies = node.target in (torch.clone, aten.clone.default)
+            copies = node.target in (torch.clone, aten.clone.default, aten.contiguous.default)
         else:
             return None
         return cls(node, source, copies) if isinstance(source, Node) else None

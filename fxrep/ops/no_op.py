@@ -6,7 +6,8 @@
 - ``slice``: ``aten.slice`` over a whole dimension (start 0, end at or past the size, step 1);
 - ``scatter``: ``aten.slice_scatter`` over a whole dimension (the result is ``src``);
 - ``arithmetic``: ``x * 1``, ``x / 1``, ``x + 0``, ``x - 0`` with a scalar constant;
-- ``reshape``: ``view`` / ``reshape`` / ``expand`` to the shape the input already has.
+- ``reshape``: a `Layout` op (``view``, ``reshape``, ``flatten``, ``permute``, ...) or ``expand`` that
+  leaves the input's shape and strides as they are.
 
 Every kind also requires the recorded result to have the input's shape and dtype (a broadcast or a
 type promotion is not a no-op). Graphs fxrep rewrites are functional, so dropping an op never
@@ -25,11 +26,11 @@ from ._binding import bind_schema
 from ._graph import dims, example_value, tensor_constant
 from .arithmetic import Arithmetic
 from .identity import Identity
+from .layout import Layout
 
 aten = torch.ops.aten
 
 Kind = Literal["identity", "slice", "scatter", "arithmetic", "reshape"]
-_RESHAPES = (aten.view.default, aten.reshape.default, aten._unsafe_view.default, aten.expand.default)
 _NEUTRAL = {"mul": 1.0, "div": 1.0, "add": 0.0, "sub": 0.0}
 _TO_THE_END = 2 ** 62
 
@@ -59,7 +60,18 @@ def _find(node: Node) -> tuple[Node, Kind] | None:
         if identity.copies and not same_layout(node, identity.input):
             return None
         return identity.input, "identity"
-    if node.op != "call_function":
+    layout = Layout.from_node(node)
+    if layout is not None:
+        if same_layout(node, layout.input) and (layout.kind == "reshape" or layout.permutation == tuple(
+                range(len(layout.permutation)))):
+            return layout.input, "reshape"
+        return None
+    if node.target is aten.expand.default:
+        bound = bind_schema(node)
+        if bound is not None and isinstance(bound["self"], Node) and same_layout(node, bound["self"]):
+            return bound["self"], "reshape"
+        return None
+    if node.op not in ("call_function", "call_method"):
         return None
     if node.target is aten.slice.Tensor:
         bound = bind_schema(node)
@@ -70,11 +82,6 @@ def _find(node: Node) -> tuple[Node, Kind] | None:
         bound = bind_schema(node)
         if bound is not None and isinstance(bound["src"], Node) and _whole(bound, bound["self"]):
             return bound["src"], "scatter"
-        return None
-    if node.target in _RESHAPES:
-        bound = bind_schema(node)
-        if bound is not None and isinstance(bound["self"], Node) and same_layout(node, bound["self"]):
-            return bound["self"], "reshape"
         return None
     arithmetic = Arithmetic.from_node(node)
     if arithmetic is not None and arithmetic.op in _NEUTRAL and isinstance(arithmetic.lhs, Node):

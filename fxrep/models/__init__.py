@@ -15,6 +15,7 @@ from fxrep.models.dbb import (
     IdentityBasedConv1x1,
     dbb_model_convert,
 )
+from fxrep.models.detector import TinyDetector, street_scene, tiny_detector, tiny_detector_convert
 from fxrep.models.diracnet import DiracConv2d, DiracNetBlock, NCReLU, dirac_delta
 from fxrep.models.doconv import DOConv2d
 from fxrep.models.expandnet import ExpandCK, ExpandCL, ExpandFC
@@ -82,6 +83,7 @@ __all__ = [
     "ResidualLinearBlock",
     "ResidualMLP",
     "SmallNet",
+    "TinyDetector",
     "acnet_small",
     "dbb_model_convert",
     "dbb_small",
@@ -104,4 +106,7 @@ __all__ = [
     "repvgg_b0",
     "repvgg_model_convert",
     "repvgg_small",
+    "street_scene",
+    "tiny_detector",
+    "tiny_detector_convert",
 ]

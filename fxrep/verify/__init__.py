@@ -24,7 +24,7 @@ The rule when every region passed but the outputs differ beyond the tolerance
    original's choices pinned the outputs match: a **warning** in the report naming the first op that
    chose differently, the difference before it, and that the optimized model is exact up to it;
 4. evaluated in float64 (discrete choices pinned), the optimized module is no farther from the exact
-   result than `divergence.ROUNDING_FACTOR` times the original model itself: the model amplifies
+   result than `outputs.ROUNDING_FACTOR` times the original model itself: the model amplifies
    rounding, a **warning** with the amplification;
 5. anything else: an error that blames no pass (a real mismatch is never passed silently).
 

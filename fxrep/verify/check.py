@@ -111,7 +111,9 @@ def equivalence_error(verification: Verification, strict: bool = False) -> Equiv
                                         max_rel=verification.max_rel, tolerance=verification.tolerance)
             what = ("This is a bug in fxrep's capture: please report it with the model; meanwhile try "
                     "optimize(..., capture_method='symbolic_trace')." if divergence.cause == "capture" else
-                    "No pass is to blame on the evidence (each region alone is exact); please report it with the model.")
+                    "Each rewritten region alone is within the tolerance, so no pass can be named: small errors of "
+                    "several regions add up beyond what rounding gives. Please report it with the model; meanwhile "
+                    "run with fewer passes (optimize(..., passes=[...])) to find the one that is slightly off.")
             return EquivalenceError(f"{cause}. {what}", pass_name=None, max_abs=verification.max_abs,
                                     max_rel=verification.max_rel, tolerance=verification.tolerance)
         worst = verification.worst

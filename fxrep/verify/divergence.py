@@ -42,11 +42,8 @@ from torch.fx import GraphModule, Node
 from ..ops import target_name
 from ..pass_base import module_path_of
 from .correspondence import Correspondence
-from .outputs import value_error
+from .outputs import ROUNDING_FACTOR, value_error
 from .running import NodeRaised, float64_copy, leaves, map_leaves, run_graph
-
-ROUNDING_FACTOR = 4.0
-"""The optimized module may be this many times farther from the exact outputs than the original is."""
 
 STEP_FUNCTIONS = frozenset({"floor", "ceil", "round", "trunc", "sign", "sgn", "floor_divide", "fmod", "remainder"})
 """Floating ops with discrete results (named by `fxrep.ops.target_name`), besides those returning integers."""
@@ -132,7 +129,7 @@ def explain(original: GraphModule, final: GraphModule, correspondence: Correspon
             f"original's by only {first.input_error:.3g} (rounding), and with the original's choices at the "
             f"discrete ops the optimized module matches to {pinned_error:.3g}. Every rewritten region passed its "
             "local check, so the optimized model is exact up to that op; the model's own result depends on "
-            "differences below the rounding of its dtype there (optimize(..., strict=True) makes this an error)")
+            "differences below the rounding of its dtype there")
         return Divergence(label, "discrete", message, output_error, flips, before_error, pinned_error)
     comparison = _float64(original, final, correspondence, inputs, reference, optimized)
     if comparison is None:
@@ -149,8 +146,7 @@ def explain(original: GraphModule, final: GraphModule, correspondence: Correspon
             f"(about {comparison.amplification:.2g}x its dtype's unit roundoff): evaluated exactly (float64), the "
             f"original model's own outputs are off by {comparison.original_error:.3g} at {comparison.where} and the "
             f"optimized module's by {comparison.optimized_error:.3g} (in float64 the optimized graph differs by "
-            f"{comparison.optimized64_error:.3g}); {_flip_text(flips, before_error, pinned_error)} "
-            "(optimize(..., strict=True) makes this an error)")
+            f"{comparison.optimized64_error:.3g}); {_flip_text(flips, before_error, pinned_error)}")
         return Divergence(label, "rounding", message, output_error, flips, before_error, pinned_error, comparison)
     message = (
         f"on the {label} the outputs differ from the model's by {output_error:.3g} (tolerance {tolerance:g}) although "

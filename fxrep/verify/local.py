@@ -36,15 +36,12 @@ from torch.fx import GraphModule, Node
 from ..capture import graph_level
 from ..pass_manager import PassChanges
 from .correspondence import Correspondence, correspond
-from .outputs import tolerance_for, value_error
+from .outputs import ROUNDING_FACTOR, tolerance_for, value_error
 from .regions import RegionResult, merge, raised_region, region_key, region_of
 from .running import NodeRaised, float64_copy, leaves, map_leaves, run_graph, run_node64, to_float64
 
 if TYPE_CHECKING:
     from ..report import PassSummary
-
-ROUNDING_FACTOR = 4.0
-"""A failing exit still passes when its float64 error is at most this many times the original's own."""
 
 
 @dataclass
@@ -80,7 +77,7 @@ class LocalCheck:
         if self.skipped is not None:
             return f"local checks skipped ({self.skipped})"
         worst = self.worst
-        where = f" ({worst.region.describe()})" if worst is not None and worst.max_rel > 0 else ""
+        where = f" ({worst.region.brief()})" if worst is not None and worst.max_rel > 0 else ""
         return (f"{len(self.regions)} rewritten regions checked locally, {len(self.failures)} failed, max rel "
                 f"error {worst.max_rel if worst else 0.0:.3g}{where}; {self.recorded} of the original graph's "
                 f"{self.graph_nodes} values recorded")

@@ -40,6 +40,12 @@ if TYPE_CHECKING:
 
 TOLERANCES = {torch.float64: 1e-9, torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 5e-2}
 
+ROUNDING_FACTOR = 4.0
+"""How much farther from the exact (float64) value than the original's own evaluation a rewrite may be,
+where the original is itself beyond the tolerance from it (an ill-conditioned region or model; see
+`fxrep.verify.local` and `fxrep.verify.divergence`): rounding differs between two orders of the same
+operations by a small factor, a wrong rewrite by the size of its mistake."""
+
 
 @dataclass(frozen=True)
 class OutputError:
@@ -109,6 +115,8 @@ class Verification:
         if self.divergence is not None and not self.divergence.explained:
             lines.append(f"  FAILED: {self.divergence.message}")
         lines += [f"  warning: {warning}" for warning in warnings]
+        if warnings and self.passed:
+            lines.append("  (optimize(..., strict=True) makes these warnings errors)")
         return lines
 
     def to_dict(self) -> dict[str, Any]:

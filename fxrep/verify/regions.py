@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
 _LISTED = 6
 """How many node names a description lists before saying how many more there are."""
+_NOTE = 160
+"""How much of a planner's decision note a description quotes."""
 
 
 @dataclass(frozen=True)
@@ -67,9 +69,17 @@ class Region:
         else:
             text = f"{who}{rule}{where}: new node {_listed(self.nodes)}"
         if self.decision is not None:
+            note = self.decision.note if len(self.decision.note) <= _NOTE else self.decision.note[:_NOTE] + "..."
             text += (f"; the planner's region of {len(self.decision.members)} nodes ending at "
-                     f"{self.decision.node} ({_listed(self.decision.members)}; {self.decision.note})")
+                     f"{self.decision.node} ({_listed(self.decision.members)}; {note})")
         return text
+
+    def brief(self) -> str:
+        """``pass 'p' at module m, exit a`` (for summary lines)."""
+        who = f"pass {self.pass_name!r}" if self.pass_name else "an unrecorded change"
+        where = f" at module {self.module!r}" if self.module else ""
+        more = f" and {len(self.exits) - 1} more" if len(self.exits) > 1 else ""
+        return f"{who}{where}, exit {self.exits[0]}{more}" if self.exits else f"{who}{where}"
 
 
 @dataclass
@@ -99,8 +109,7 @@ def region_of(exit_name: str, final_node: Node, correspondence: Correspondence, 
         passes = _in_order(changes.replaced.get(name) for name in chain)
     else:  # a surviving node a pass changed: blame whoever made the nodes (constants too) it reads now
         computing = [n for n in final_node.graph.nodes if n.name in set(nodes)]
-        read = dict.fromkeys(source.name for n in computing for source in [n, *n.all_input_nodes])
-        passes = _in_order(changes.created.get(name) for name in read)
+        passes = _creators(computing, changes)
     names = set(chain) | {exit_name}
     rule, decision = _rule(names, passes, summaries), _decision(names, passes, summaries)
     original_node = next((n for n in original.graph.nodes if n.name == exit_name), None)
@@ -112,7 +121,7 @@ def region_of(exit_name: str, final_node: Node, correspondence: Correspondence, 
 
 def raised_region(node: Node, correspondence: Correspondence, changes: PassChanges) -> Region:
     """The region of a final node that raised during the local run."""
-    passes = _in_order([changes.created.get(node.name)])
+    passes = _creators([node], changes)
     exits = correspondence.checks.get(node.name, ())
     return Region(passes, None, module_path_of(node), exits, (node.name,))
 
@@ -141,6 +150,12 @@ def _computing(node: Node, correspondence: Correspondence) -> tuple[str, ...]:
                 stack.append(source)
     order = {n: i for i, n in enumerate(node.graph.nodes)}
     return tuple(n.name for n in sorted(found, key=order.__getitem__))
+
+
+def _creators(nodes: Sequence[Node], changes: PassChanges) -> tuple[str, ...]:
+    """The passes that created ``nodes`` or the nodes (constants too) they read, in the order they ran."""
+    read = {source.name for node in nodes for source in [node, *node.all_input_nodes]}
+    return _in_order(changes.created[name] for name in changes.created if name in read)  # recorded in run order
 
 
 def _in_order(passes: Iterable[str | None]) -> tuple[str, ...]:

@@ -179,6 +179,32 @@ class PadOp(AffineOp):
 
 
 @dataclass(frozen=True, eq=False)
+class ModePadOp(AffineOp):
+    """A reflect / replicate / circular pad of a tensor: the tensor, read through that padding.
+
+    Only a tensor of its own can be read so (the padding copies its values, not a conv's); the convs
+    that read the pad then carry the padded source, as a conv module with ``padding_mode`` does.
+    """
+
+    widths: tuple[tuple[int, int], ...]  # trailing dims, as in the Pad view
+    mode: str
+
+    def apply(self, values, size_of):
+        (value,) = values
+        if value.channel_dim != 1 or len(self.widths) > value.nd:
+            raise NotExact("the pad reaches into the channel or batch dimension")
+        if len(value.terms) != 1 or value.ring is not None or bool(value.bias.ne(0).any()):
+            raise NotExact(f"{self.node.name} pads a computed tensor with mode {self.mode!r}")
+        source, conv = value.terms[0]
+        if source.padding_mode != "zeros" or source.padding or not conv.is_identity:
+            raise NotExact(f"{self.node.name} pads a computed tensor with mode {self.mode!r}")
+        widths = ((0, 0),) * (value.nd - len(self.widths)) + self.widths
+        padded = replace(source, padding_mode=self.mode, padding=widths, reader=self.node.name)
+        return AffineValue.of_source(padded, value.channels, value.nd, value.channel_dim,
+                                     shape_only=value.shape_only)
+
+
+@dataclass(frozen=True, eq=False)
 class AvgPoolOp(AffineOp):
     view: AvgPool
 
@@ -292,8 +318,7 @@ def affine_op(node: Node) -> AffineOp | str | None:
     pad = Pad.from_node(node)
     if pad is not None:
         if pad.mode != "constant":
-            return (f"{node.name} pads with mode {pad.mode!r}; only zero padding folds into a conv, so what "
-                    "reads it stays a separate conv")
+            return ModePadOp(node, (pad.input,), "read_through_padding", pad.pads, pad.mode)
         return PadOp(node, (pad.input,), "fold_pad", pad.pads, pad.value)
     pool = AvgPool.from_node(node)
     if pool is not None:

@@ -259,6 +259,7 @@ class AffineValue:
                 terms.append((source, conv))
             else:
                 terms[index] = (source, sum_maps([terms[index][1], conv], size_for(size_of, source, self.nd)))
+        terms = _center_taps_into_padded(terms, size_of, self.nd)
         ring = None
         if left.ring is not None:
             ring = Ring(left.ring.widths, tuple(a + b for a, b in zip(left.ring.values, right.ring.values,
@@ -420,6 +421,33 @@ class AffineValue:
             f"the border is padded with {float(mismatch[channel]):.4g} on channel {channel} but the branch "
             f"produces {float(self.bias[channel]):.4g} there (its bias); only padding with the bias is exact"
         )
+
+
+def _center_taps_into_padded(terms: list[tuple[Source, ConvMap]], size_of: SizeOf, nd: int
+                             ) -> list[tuple[Source, ConvMap]]:
+    """Merge a pointwise term on ``x`` into a term on ``x`` padded with reflect / replicate / circular.
+
+    A 1x1 map (identity, per-channel scale) reads only positions inside ``x``, which the padded tensor
+    holds unchanged at an offset of the low padding: on the padded tensor it is the same 1x1 weight at
+    that tap, a map with negative padding (a crop), and `sum_maps` places it in the padded kernel
+    exactly. Anything wider would read the border, where the padding modes differ: left apart.
+    """
+    for plain_index, (plain, map_) in enumerate(terms):
+        if plain.padding_mode != "zeros" or not _pointwise(map_):
+            continue
+        for padded_index, (padded, padded_map) in enumerate(terms):
+            if padded.padding_mode == "zeros" or padded.node is not plain.node or padded.layout != plain.layout:
+                continue
+            crop = ConvMap(map_.weight, None, map_.stride, tuple((-lo, -hi) for lo, hi in padded.padding),
+                           map_.dilation, map_.groups)
+            try:
+                merged = sum_maps([padded_map, crop], size_for(size_of, padded, nd))
+            except NotExact:
+                continue
+            terms = [t for i, t in enumerate(terms) if i != plain_index]
+            terms[padded_index - (padded_index > plain_index)] = (padded, merged)
+            return _center_taps_into_padded(terms, size_of, nd)
+    return terms
 
 
 def _pointwise(conv: ConvMap) -> bool:

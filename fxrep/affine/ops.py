@@ -24,8 +24,9 @@ import torch
 from torch import nn
 from torch.fx import Node
 
-from ..algebra import ConvMap, NotExact
+from ..algebra import ConvMap, NotExact, avgpool_map
 from ..ops import (
+    AdaptiveAvgPool,
     Arithmetic,
     AvgPool,
     BatchNorm,
@@ -220,6 +221,26 @@ class AvgPoolOp(AffineOp):
 
 
 @dataclass(frozen=True, eq=False)
+class AdaptivePoolOp(AffineOp):
+    """An adaptive average pool that is an ordinary one at the guarded input size (kernel = stride)."""
+
+    view: AdaptiveAvgPool
+
+    def input_layout(self, index: int, siblings: Sequence[AffineValue] = ()) -> TensorLayout:
+        channels, _, _ = _layout_from_meta(self.inputs[0])
+        return channels, len(self.view.output_size), 1
+
+    def apply(self, values, size_of):
+        (value,) = values
+        kernel = self.view.kernel_for(size_for(size_of, Source(self.inputs[0]), value.nd))
+        if kernel is None:
+            raise NotExact(f"{self.node.name} pools adaptively over a size that is not a static multiple of "
+                           f"{self.view.output_size}")
+        pool = avgpool_map(value.channels, kernel, kernel, (0,) * len(kernel))
+        return _with_rule(value.then(pool, size_of), value, self.rule)
+
+
+@dataclass(frozen=True, eq=False)
 class CatOp(AffineOp):
     dim: int
     rank: int | None
@@ -339,6 +360,9 @@ def affine_op(node: Node) -> AffineOp | str | None:
     layout = LayoutView.from_node(node) or Mean.from_node(node)
     if layout is not None:
         return LayoutOp(node, (layout.input,), "see_through_layout", layout)
+    adaptive = AdaptiveAvgPool.from_node(node)
+    if adaptive is not None:
+        return AdaptivePoolOp(node, (adaptive.input,), "fold_avgpool", adaptive)
     return None
 
 

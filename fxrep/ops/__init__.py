@@ -19,11 +19,12 @@ from .linear import Linear
 from .no_op import NoOp
 from .pad import Pad
 from .pool import AvgPool, MaxPool
-from .reduce import Mean
+from .reduce import AdaptiveAvgPool, Mean
 
 __all__ = [
     "VIEWS",
     "Activation",
+    "AdaptiveAvgPool",
     "Arithmetic",
     "AvgPool",
     "BatchNorm",

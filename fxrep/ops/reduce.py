@@ -1,4 +1,5 @@
-"""`Mean`: the average of a tensor over some of its axes (``mean`` and adaptive average pools to size 1).
+"""`Mean`: the average of a tensor over some of its axes (``mean`` and adaptive average pools to size 1);
+`AdaptiveAvgPool`: an adaptive average pool to any size.
 
 ``x.mean(dims, keepdim)``, ``torch.mean``, ``aten.mean.dim``, and ``adaptive_avg_pool1d/2d/3d`` (module,
 functional or ATen form) whose output size is 1 on every pooled axis (then it is ``mean(keepdim=True)``
@@ -6,7 +7,9 @@ over the trailing axes). A mean is linear and, over axes a per-channel map does 
 it: ``mean(M(x)) = M(mean(x))`` for a pointwise ``M`` (`fxrep.affine.value.AffineValue.relayout`).
 
 `channel_after` has the same meaning as for `fxrep.ops.Layout`: where the channel axis goes, None when
-the mean runs over it.
+the mean runs over it. An adaptive pool to another size is an ordinary average pool (kernel = stride =
+input / output size) exactly when every input size is a multiple of the output size; whether it is
+depends on the input size, so the affine algebra uses it only where the graph checks its input sizes.
 """
 
 from __future__ import annotations
@@ -109,3 +112,39 @@ def _adaptive(source: Node, nd: int, size) -> tuple[Node, tuple[int, ...], bool]
     if len(sizes) != nd or any(s != 1 for s in sizes):
         return None  # only pooling to size 1 is a plain mean
     return source, tuple(range(-nd, 0)), True
+
+
+@dataclass(frozen=True, eq=False)
+class AdaptiveAvgPool:
+    """``adaptive_avg_pool{1,2,3}d(input, output_size)`` in module, functional or ATen form."""
+
+    node: Node
+    input: Node
+    output_size: tuple[int, ...]
+
+    @classmethod
+    def from_node(cls, node: Node) -> AdaptiveAvgPool | None:
+        module = called_module(node)
+        if module is not None:
+            nd = _ADAPTIVE_MODULES.get(type(module))
+            if nd is None or len(node.args) != 1 or not isinstance(node.args[0], Node):
+                return None
+            source, size = node.args[0], module.output_size
+        elif node.op == "call_function" and node.target in _ADAPTIVE:
+            nd = _ADAPTIVE[node.target]
+            source = node.args[0] if node.args else None
+            size = node.args[1] if len(node.args) > 1 else node.kwargs.get("output_size")
+        else:
+            return None
+        sizes = (size,) * nd if isinstance(size, int) else tuple(size)
+        if not isinstance(source, Node) or len(sizes) != nd or not all(isinstance(s, int) for s in sizes):
+            return None  # None entries keep the input size: not handled
+        return cls(node, source, sizes)
+
+    def kernel_for(self, in_size) -> tuple[int, ...] | None:
+        """The average-pool kernel (= stride) this pool is for input size ``in_size``; None if not one."""
+        if in_size is None or len(in_size) != len(self.output_size):
+            return None
+        if any(n % out for n, out in zip(in_size, self.output_size, strict=True)):
+            return None
+        return tuple(n // out for n, out in zip(in_size, self.output_size, strict=True))

@@ -169,3 +169,46 @@ def test_summed_linear_heads_of_one_input_become_one_linear(level):
     PassManager(default_pipeline()).run(gm)
     assert ops(gm)["linear"] == 1 and ops(gm)["batchnorm"] == 0 and ops(gm).get("add", 0) == 0
     assert_equivalent(model, gm, x)
+
+
+class PooledHead(nn.Module):
+    """A BatchNorm before global pooling and an adaptive pool to 2x2, then Linear heads."""
+
+    def __init__(self):
+        super().__init__()
+        self.bn = nn.BatchNorm2d(8)
+        self.pool = nn.AdaptiveAvgPool2d(2)
+        self.fc = nn.Linear(8, 5)
+
+    def forward(self, x):
+        y = self.bn(torch.relu(x))
+        return self.fc(y.mean((2, 3))), torch.relu(self.pool(y))
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_a_batchnorm_folds_through_global_pooling_into_the_head(level):
+    model = randomized(PooledHead())
+    x = torch.randn(2, 8, 8, 8)
+    gm = captured(model, x, level=level)
+    PassManager(default_pipeline()).run(gm)
+    with torch.no_grad():
+        for expected, actual in zip(model(x), gm(x), strict=True):
+            torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5)
+    # the head's Linear absorbed the BatchNorm through the mean; the 2x2 branch keeps its own
+    assert ops(gm)["linear"] == 1 and ops(gm).get("batchnorm", 0) <= 1
+
+
+def test_an_adaptive_pool_to_a_divisible_size_is_an_average_pool_only_where_sizes_are_guarded():
+    from fxrep.affine import GraphShapes, evaluate_region, find_regions
+
+    model = randomized(nn.Sequential(nn.Conv2d(4, 4, 1), nn.AdaptiveAvgPool2d(2)))
+    x = torch.randn(1, 4, 8, 8)
+    for level, folds in (("export", True), ("symbolic_trace", False)):
+        gm = captured(model, x, level=level)
+        (region,) = find_regions(gm).regions
+        if folds:
+            value = evaluate_region(region, (), GraphShapes.of(gm)).values[region.exit]
+            assert value.terms[0][1].kernel_size == (4, 4) and value.terms[0][1].stride == (4, 4)
+        else:
+            with pytest.raises(NotExact, match="not a static multiple"):
+                evaluate_region(region, (), GraphShapes.of(gm))

@@ -154,8 +154,8 @@ class _FoldedGraph:
         kept_inputs = [inputs[i].clone() if i in mutated else inputs[i] for i in self._kept]
         graph = _bind_constants(self._gm, {i: inputs[i] for i in bound})
         _warn_if_training(self._folded.tensors)
-        try:
-            optimized = _optimize(graph, kept_inputs, self._settings)
+        try:  # fxrep runs the graph: a dynamic size (a SymInt input) at its value now, without a guard
+            optimized = _optimize(graph, [_concrete(value) for value in kept_inputs], self._settings)
         except Exception as error:
             from fxrep.errors import FxrepError
 
@@ -311,6 +311,19 @@ def _warn_if_training(folded: Sequence[torch.Tensor]) -> None:
             "backend='inductor'.",
             stacklevel=4,
         )
+
+
+def _concrete(value: Any) -> Any:
+    """A symbolic size that Dynamo passes for a dynamic dimension, as the int it stands for now.
+
+    The compiled target still gets the symbolic value, so it stays dynamic; only fxrep's own runs of
+    the graph (shape propagation, verification) need a number.
+    """
+    if isinstance(value, torch.SymInt):
+        from torch.fx.experimental.symbolic_shapes import optimization_hint  # public; adds no guard
+
+        return optimization_hint(value)
+    return value
 
 
 def _version(tensor: Any) -> int | None:

@@ -185,3 +185,25 @@ def test_without_dynamos_module_guards_a_replaced_weight_still_refolds():
         with pytest.warns(UserWarning, match="replaced or changed in place"):
             result = compiled(x)
         torch.testing.assert_close(result, model(x))
+
+
+class _Classifier(nn.Module):
+    """Flattens with x.size(0): a dynamic-batch recompile hands the backend that size as a SymInt input."""
+
+    def __init__(self):
+        super().__init__()
+        self.block, self.fc = RepVGGBlock(8, 8), nn.Linear(8, 4)
+
+    def forward(self, x):
+        y = self.block(x).mean((2, 3), keepdim=True)
+        return self.fc(y.view(x.size(0), -1))
+
+
+def test_a_dynamic_batch_recompile_is_folded_too():
+    model = randomize_(_Classifier(), 0).eval()
+    compiled = torch.compile(model, backend="fxrep", options={"target": "eager"})
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("error")  # "compiling this graph without folding" would be a warning
+        for batch in (2, 3, 5):  # the second size recompiles with a dynamic batch
+            torch.testing.assert_close(compiled(_input(batch)), model(_input(batch)))
+            assert dynamo_backend.last_report is not None and "batchnorm" not in dynamo_backend.last_report.ops_after

@@ -3,8 +3,11 @@
 1. The end-to-end comparison of the returned module with the model on every input set
    (`fxrep.verify.outputs`), as always.
 2. The local check of every rewritten region of the passes' graph against the captured graph
-   from before the passes (`fxrep.verify.local`). A failing region is an `EquivalenceError`
-   naming it, whatever the outputs do.
+   from before the passes (`fxrep.verify.local`), on the example inputs and the first random set
+   (``VerifySettings.local_sets``) and on every other set whose outputs differ: a region that is
+   wrong shows on two independent inputs, and a difference anywhere is still attributed, at half
+   the cost of checking every set. A failing region is an `EquivalenceError` naming it, whatever
+   the outputs do.
 3. When every region passed but the outputs differ beyond the tolerance:
    - the returned module against the passes' module: the final stage (`fxrep.lean`) writes the
      same ATen graph with other entry points and in-place ops, which must not change a value, so
@@ -33,7 +36,7 @@ from ..errors import EquivalenceError
 from ..pass_manager import pass_changes
 from .correspondence import correspond
 from .divergence import Divergence, explain
-from .local import local_check
+from .local import LocalCheck, local_check
 from .outputs import Verification, compare, input_sets, reference_outputs
 from .running import NodeRaised, run_graph
 
@@ -53,6 +56,9 @@ class VerifySettings:
     """Make every verification warning (an explained output difference, an ill-conditioned region) an error."""
     local: bool = True
     """Check every rewritten region on its own (False: compare the outputs alone)."""
+    local_sets: int = 2
+    """The input sets the local checks always run on (the example inputs and the first random set); each
+    other set is checked locally too where the outputs differ on it, so every difference is attributed."""
     seed: int = 0
 
 
@@ -85,11 +91,17 @@ def check_rewrite(model: nn.Module, rewritten: Rewritten, inputs: tuple[Any, ...
     expected = reference_outputs(model, sets)
     verification = compare(expected, rewritten.final, sets, settings.tolerance)
     original = rewritten.original
-    if original is None or not settings.local:
+    if not settings.local:
+        return verification
+    if original is None:
+        verification.local = LocalCheck(verification.tolerance, skipped=(
+            "the captured graph could not be copied before the passes ran (it holds state deepcopy refuses), so "
+            "only the outputs are compared"))
         return verification
     correspondence = correspond(original, rewritten.passes)
-    verification.local = local_check(original, rewritten.passes, sets, pass_changes(rewritten.passes),
-                                     rewritten.summaries, verification.tolerance, correspondence)
+    verification.local = local_check(original, rewritten.passes, _local_sets(sets, verification, settings),
+                                     pass_changes(rewritten.passes), rewritten.summaries, verification.tolerance,
+                                     correspondence)
     if not verification.local.passed or verification.within_tolerance or verification.local.skipped is not None:
         return verification
     verification.divergence = _divergence(rewritten, sets, expected, verification, correspondence)
@@ -131,6 +143,15 @@ def equivalence_error(verification: Verification, strict: bool = False) -> Equiv
             + "\n- ".join(verification.warnings), pass_name=None, max_abs=verification.max_abs,
             max_rel=verification.max_rel, tolerance=verification.tolerance)
     return None
+
+
+def _local_sets(sets: Sequence[tuple[str, tuple[Any, ...]]], verification: Verification,
+                settings: VerifySettings) -> list[tuple[str, tuple[Any, ...]]]:
+    """The first ``settings.local_sets`` input sets, and every other one on which the outputs differ."""
+    if verification.mismatch is not None:
+        return list(sets)
+    differing = {error.inputs for error in verification.errors if error.max_rel > verification.tolerance}
+    return [item for index, item in enumerate(sets) if index < settings.local_sets or item[0] in differing]
 
 
 def _region_error(verification: Verification) -> EquivalenceError:

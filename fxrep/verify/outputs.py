@@ -291,12 +291,14 @@ def value_error(expected: Any, actual: Any) -> tuple[float, float] | str | None:
     if not expected.is_floating_point():
         equal = bool(torch.equal(actual, expected))
         return (0.0, 0.0) if equal else (float("inf"), float("inf"))
-    expected64, actual64 = expected.double(), actual.double()
-    if bool(torch.isnan(expected64).any() != torch.isnan(actual64).any()):
+    # in float32 at least (half precision would round the difference itself); float64 stays float64
+    wide = torch.promote_types(expected.dtype, torch.float32)
+    expected, actual = expected.to(wide), actual.to(wide)
+    if bool(torch.isnan(expected).any() != torch.isnan(actual).any()):
         return float("inf"), float("inf")
-    difference = (actual64 - expected64).nan_to_num(nan=0.0).abs()
+    difference = (actual - expected).nan_to_num(nan=0.0).abs()
     max_abs = float(difference.max()) if difference.numel() else 0.0
-    scale = float(expected64.nan_to_num(nan=0.0).abs().max()) if expected64.numel() else 0.0
+    scale = float(expected.nan_to_num(nan=0.0).abs().max()) if expected.numel() else 0.0
     max_rel = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else float("inf"))
     return max_abs, max_rel
 

@@ -57,3 +57,30 @@ def test_a_failing_region_is_an_error_whatever_the_outputs_do():
     assert verification.within_tolerance and not verification.passed
     error = equivalence_error(verification)
     assert error.pass_name == "shift_bias" and "FAILED" in "\n".join(verification.describe())
+
+
+def test_local_checks_run_on_two_sets_and_on_every_set_whose_outputs_differ(monkeypatch):
+    import fxrep.verify.check as check_module
+
+    labels = []
+    real = check_module.local_check
+
+    def spy(original, final, sets, *args):
+        labels.append([label for label, _ in sets])
+        return real(original, final, sets, *args)
+
+    monkeypatch.setattr(check_module, "local_check", spy)
+    x, settings = torch.randn(2, 8, 8, 8), VerifySettings(random_inputs=3)
+    for passes in (default_pipeline(), [*default_pipeline(), ShiftBias(index=0)]):
+        original, final = rewrite(chain(layers=2), x, passes)
+        check_rewrite(chain(layers=2), Rewritten(original, final, final, SUMMARIES[id(final)]), (x,), settings)
+    assert labels == [["example inputs", "random inputs #1"],
+                      ["example inputs", "random inputs #1", "random inputs #2", "random inputs #3"]]
+
+
+def test_without_a_copy_of_the_capture_the_report_says_the_local_checks_were_skipped():
+    x = torch.randn(2, 8, 8, 8)
+    _, final = rewrite(chain(layers=2), x, default_pipeline())
+    verification = check_rewrite(chain(layers=2), Rewritten(None, final, final), (x,), VerifySettings())
+    assert verification.passed and "could not be copied" in verification.local.skipped
+    assert "local checks skipped" in "\n".join(verification.describe())

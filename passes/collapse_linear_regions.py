@@ -34,6 +34,8 @@ from torch.fx import GraphModule, Node
 from fxrep import pass_api as api
 
 RELATIVE_SLACK = 1e-9
+MIN_GAIN = 1e-3
+"""Relative estimated gain below which a plan with as many ops as the region is not worth rewriting."""
 
 
 @dataclass(frozen=True)
@@ -86,9 +88,9 @@ class CollapseLinearRegions(api.Pass):
         before, after = choice.as_is_seconds, plan.seconds
         fewer_ops = plan.op_count < choice.as_is_ops
         if forced:
-            applied = fewer_ops or (plan.op_count == choice.as_is_ops and after < before * (1 - RELATIVE_SLACK))
+            applied = fewer_ops or (plan.op_count == choice.as_is_ops and after < before * (1 - MIN_GAIN))
         else:
-            applied = after <= before * (1 + RELATIVE_SLACK) and (after < before * (1 - RELATIVE_SLACK) or fewer_ops)
+            applied = after <= before * (1 + RELATIVE_SLACK) and (after < before * (1 - MIN_GAIN) or fewer_ops)
         result.decisions.append(api.CostDecision(
             region.exit.name, before, after, applied, _note(choice, forced), api.module_path_of(region.exit),
             tuple(n.name for n in region.nodes)))

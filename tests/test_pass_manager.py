@@ -47,11 +47,13 @@ def test_a_pass_that_breaks_the_graph_is_named():
 
 
 def test_dump_writes_the_graph_before_and_after_a_named_pass(tmp_path):
-    PassManager(default_pipeline(), dump={"fold_batchnorm"}, dump_dir=tmp_path).run(captured())
+    pipeline = default_pipeline()
+    PassManager(pipeline, dump={"fold_batchnorm"}, dump_dir=tmp_path).run(captured())
     files = {p.name for p in tmp_path.iterdir()}
-    assert {"001_fold_batchnorm_before.py", "001_fold_batchnorm_after.py"} <= files  # first round
-    before = (tmp_path / "001_fold_batchnorm_before.py").read_text()
-    after = (tmp_path / "001_fold_batchnorm_after.py").read_text()
+    first = [p.name for p in pipeline].index("fold_batchnorm")  # its record index in the first round
+    assert {f"{first:03d}_fold_batchnorm_before.py", f"{first:03d}_fold_batchnorm_after.py"} <= files
+    before = (tmp_path / f"{first:03d}_fold_batchnorm_before.py").read_text()
+    after = (tmp_path / f"{first:03d}_fold_batchnorm_after.py").read_text()
     assert before.count("getattr(self") == 3 and after.count("getattr(self") == 2  # conv + BN -> one conv
 
 

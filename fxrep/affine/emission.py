@@ -51,7 +51,7 @@ from ..cost import (
 from ..ops import dims as node_dims
 from ..rewriter import Rewriter
 from .shapes import GraphShapes
-from .value import AffineValue, Source, size_for
+from .value import READER_KEY, AffineValue, Source, size_for
 
 Operand = Node | int
 """A graph node (a source of the value) or the index of an earlier op of the same emission."""
@@ -78,6 +78,8 @@ class EmittedOp:
     keepdim: bool = False
     replay: tuple | None = None
     """``reshape`` by axes alone (``("flatten", start, end)``, ...) instead of ``shape``."""
+    reader: str = ""
+    """``pad`` with a padding mode: the op of the original graph that padded so (for messages)."""
 
     def describe(self) -> str:
         return self.signature.describe() if self.kind in ("conv", "keep") else self.kind
@@ -169,7 +171,7 @@ def _lower(node: Node, value: AffineValue, shapes: GraphShapes, cost_model: Cost
             size = size_for(shapes.recorded_size, source, value.nd) or (NOMINAL_SPATIAL,) * value.nd
             channels = value_channels(value, source)
             ops.append(EmittedOp("pad", (current,), elementwise("pad", 1, batch * channels * _prod(size), channels),
-                                 pads=source.padding, mode=source.padding_mode))
+                                 pads=source.padding, mode=source.padding_mode, reader=source.reader))
             padded[source] = len(ops) - 1
         return padded[source]
 
@@ -334,8 +336,12 @@ def _pad(rewriter: Rewriter, source: Node, op: EmittedOp, like: Node) -> Node:
         return rewriter.pad(source, op.pads, like=like)
     flat = [p for lo, hi in reversed(op.pads) for p in (lo, hi)]
     if rewriter.level == "module":
-        return rewriter.call("call_function", F.pad, (source, flat), {"mode": op.mode}, like=like)
-    return rewriter.call("call_function", torch.ops.aten.pad.default, (source, flat, op.mode), like=like)
+        node = rewriter.call("call_function", F.pad, (source, flat), {"mode": op.mode}, like=like)
+    else:
+        node = rewriter.call("call_function", torch.ops.aten.pad.default, (source, flat, op.mode), like=like)
+    if op.reader:
+        node.meta[READER_KEY] = op.reader
+    return node
 
 
 def dims_of(where) -> tuple[int | None, ...] | None:

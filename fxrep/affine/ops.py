@@ -43,7 +43,8 @@ from ..ops import (
     tensor_constant,
 )
 from ..ops import Layout as LayoutView  # the op view; TensorLayout below is (channels, nd, channel dim)
-from .value import AffineValue, SizeOf, Source, size_for
+from ..pass_base import module_path_of
+from .value import READER_KEY, AffineValue, SizeOf, Source, size_for
 
 TensorLayout = tuple[int | None, int | None, int]  # channels, spatial dims, channel dim
 
@@ -200,7 +201,8 @@ class ModePadOp(AffineOp):
         if source.padding_mode != "zeros" or source.padding or not conv.is_identity:
             raise NotExact(f"{self.node.name} pads a computed tensor with mode {self.mode!r}")
         widths = ((0, 0),) * (value.nd - len(self.widths)) + self.widths
-        padded = replace(source, padding_mode=self.mode, padding=widths, reader=self.node.name)
+        reader = self.node.meta.get(READER_KEY) or module_path_of(self.node) or self.node.name
+        padded = replace(source, padding_mode=self.mode, padding=widths, reader=reader)
         return AffineValue.of_source(padded, value.channels, value.nd, value.channel_dim,
                                      shape_only=value.shape_only)
 

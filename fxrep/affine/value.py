@@ -70,6 +70,9 @@ def size_for(size_of: SizeOf, source: Source, nd: int) -> tuple[int, ...] | None
     size = size_of(source)
     return size if size is not None and len(size) == nd else None
 
+READER_KEY = "fxrep_padding_reader"
+"""``node.meta[READER_KEY]`` on a re-emitted mode pad: the module or op it stands for (`Source.reader`)."""
+
 FILL_RTOL = 1e-5
 """Relative tolerance when comparing a fill value with the bias it must equal (float32 rounding)."""
 

@@ -253,11 +253,15 @@ def _tuples(value: Any) -> Any:
 
 
 def numel(node: Node) -> int | None:
-    """Elements of ``node``'s recorded value, when every dimension is static."""
+    """Elements of ``node``'s recorded value, a dynamic dimension (a dynamic batch) counted as 1, as
+    `batch_and_itemsize` counts it; None when no value is recorded."""
     value = example_value(node)
-    if value is None or not all(isinstance(d, int) for d in value.shape):
+    if value is None:
         return None
-    return value.numel()
+    count = 1
+    for d in value.shape:
+        count *= d if isinstance(d, int) else 1
+    return count
 
 
 def spatial_size(node: Node) -> tuple[int, ...] | None:

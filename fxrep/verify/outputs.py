@@ -40,11 +40,14 @@ if TYPE_CHECKING:
 
 TOLERANCES = {torch.float64: 1e-9, torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 5e-2}
 
-ROUNDING_FACTOR = 4.0
+ROUNDING_FACTOR = 8.0
 """How much farther from the exact (float64) value than the original's own evaluation a rewrite may be,
 where the original is itself beyond the tolerance from it (an ill-conditioned region or model; see
-`fxrep.verify.local` and `fxrep.verify.divergence`): rounding differs between two orders of the same
-operations by a small factor, a wrong rewrite by the size of its mistake."""
+`fxrep.verify.local` and `fxrep.verify.divergence`). Rounding differs between two orders of the same
+operations by a small factor (the rewrite also rounds its folded weights once, which the model
+amplifies like its own rounding; timm's efficientvit_m0 at batch 2 shows 3.7x), a wrong rewrite by the
+size of its mistake: every region is already within the tolerance locally, and regions that are each
+off by 6e-5 add up to hundreds of times the original's own error (tests/verify/test_divergence.py)."""
 
 
 @dataclass(frozen=True)

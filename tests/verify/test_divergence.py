@@ -14,6 +14,7 @@ import fxrep
 from fxrep import pass_api as api
 from fxrep.ops import target_name
 from fxrep.verify import is_discrete
+from fxrep.verify.outputs import ROUNDING_FACTOR
 from fxrep.verify.running import run_graph
 from tests.helpers import captured, randomized
 from tests.verify.conftest import ScaleConvs, chain
@@ -116,7 +117,7 @@ def test_rounding_the_model_amplifies_is_a_warning_with_the_float64_evidence():
     assert divergence.cause == "rounding" and not divergence.flips
     exact = divergence.float64
     assert exact.original_error > 1e-2  # the original model itself is that far from its exact value
-    assert exact.optimized_error <= 4 * exact.original_error and exact.amplification > 1e5
+    assert exact.optimized_error <= ROUNDING_FACTOR * exact.original_error and exact.amplification > 1e5
     assert "amplifies" in verification.warnings[0]
 
 

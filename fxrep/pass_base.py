@@ -52,6 +52,11 @@ class CostDecision:
     module: str = ""
     members: tuple[str, ...] = ()
     """Names of the nodes the decision covers (a region's nodes), in graph order."""
+    plan: str = ""
+    """What the chosen alternative computes (a region's plan: each materialised value and its ops)."""
+    rejected: str = ""
+    """The best alternative not chosen, with its estimate ("" when there was none)."""
+    rejected_seconds: float | None = None
 
     @property
     def ratio(self) -> float:

@@ -23,6 +23,10 @@ from .rewriter import final_name
 from .verify import Verification
 
 
+MAX_LISTED = 40
+"""Rows per section of the printed report (`Report.to_dict` has everything)."""
+
+
 @dataclass
 class PassSummary:
     """Everything one pass did across all fixed-point rounds."""
@@ -146,14 +150,23 @@ class Report:
         rows = [[kind, str(self.ops_before.get(kind, 0)), str(self.ops_after.get(kind, 0))] for kind in kinds]
         rows.append(["parameters", f"{self.parameters_before:,}", f"{self.parameters_after:,}"])
         lines += format_table(["ops", "before", "after"], rows)
+        planned = [d for d in self.decisions if d.applied and d.plan]
+        if planned:
+            lines.append("")
+            lines.append(f"regions rewritten ({len(planned)}): the chosen plan, its estimate, the best rejected one")
+            rows = [[d.module or d.node, f"{d.before * 1e6:.1f} -> {d.after * 1e6:.1f} us", d.plan,
+                     d.rejected or "-"] for d in planned[:MAX_LISTED]]
+            lines += format_table(["region", "estimate", "plan", "best rejected"], rows, indent="  ")
+            if len(planned) > MAX_LISTED:
+                lines.append(f"  ... and {len(planned) - MAX_LISTED} more (report.to_dict() has them all)")
         refusals = self.refusals
         if refusals:
             lines.append("")
             lines.append(f"left alone ({len(refusals)}):")
-            rows = [[r.node, r.module or "-", r.reason] for r in refusals[:40]]
+            rows = [[r.node, r.module or "-", r.reason] for r in refusals[:MAX_LISTED]]
             lines += format_table(["node", "module", "reason"], rows, indent="  ")
-            if len(refusals) > 40:
-                lines.append(f"  ... and {len(refusals) - 40} more (report.to_dict() has them all)")
+            if len(refusals) > MAX_LISTED:
+                lines.append(f"  ... and {len(refusals) - MAX_LISTED} more (report.to_dict() has them all)")
         lines.append("")
         lines += ["verification: off (verify=False)"] if self.verification is None else self.verification.describe()
         return "\n".join(lines)

@@ -91,9 +91,12 @@ class CollapseLinearRegions(api.Pass):
             applied = fewer_ops or (plan.op_count == choice.as_is_ops and after < before * (1 - MIN_GAIN))
         else:
             applied = after <= before * (1 + RELATIVE_SLACK) and (after < before * (1 - MIN_GAIN) or fewer_ops)
+        runner_up = choice.runner_up
         result.decisions.append(api.CostDecision(
             region.exit.name, before, after, applied, _note(choice, forced), api.module_path_of(region.exit),
-            tuple(n.name for n in region.nodes)))
+            tuple(n.name for n in region.nodes), plan.describe(),
+            runner_up.describe() if runner_up is not None else "",
+            runner_up.seconds if runner_up is not None else None))
         if not applied and fewer_ops:
             result.refuse(region.exit, f"collapsing would cost {after / before:.2f}x the estimated time")
         return plan if applied else None

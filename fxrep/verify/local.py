@@ -37,7 +37,7 @@ from ..capture import graph_level
 from ..pass_manager import PassChanges
 from .correspondence import Correspondence, correspond
 from .outputs import ROUNDING_FACTOR, tolerance_for, value_error
-from .regions import RegionResult, merge, raised_region, region_key, region_of
+from .regions import RegionNamer, RegionResult, merge, region_key
 from .running import NodeRaised, float64_copy, leaves, map_leaves, run_graph, run_node64, to_float64
 
 if TYPE_CHECKING:
@@ -91,11 +91,11 @@ def local_check(original: GraphModule, final: GraphModule, sets: Sequence[tuple[
     check = LocalCheck(tolerance if tolerance is not None else tolerance_for(sets[0][1]),
                        recorded=len(correspondence.recorded), graph_nodes=correspondence.original_nodes)
     finals = {node.name: node for node in final.graph.nodes}
-    results = {exit_name: RegionResult(region_of(exit_name, finals[name], correspondence, changes, summaries,
-                                                 original), exit=exit_name)
+    namer = RegionNamer(original, final, correspondence, changes, summaries)
+    results = {exit_name: RegionResult(namer.region_of(exit_name, finals[name]), exit=exit_name)
                for name, exits in correspondence.checks.items() for exit_name in exits}
     copies = graph_level(original) == "module"  # module graphs may hold in-place ops that overwrite values
-    run = _SetRun(original, final, correspondence, changes, results, copies)
+    run = _SetRun(original, final, correspondence, namer, results, copies)
     for label, inputs in sets:
         if tolerance is None:
             check.tolerance = max(check.tolerance, tolerance_for(inputs))
@@ -115,9 +115,9 @@ class _SetRun:
     """The local checks on one input set at a time, updating the per-exit results."""
 
     def __init__(self, original: GraphModule, final: GraphModule, correspondence: Correspondence,
-                 changes: PassChanges, results: dict[str, RegionResult], copies: bool) -> None:
+                 namer: RegionNamer, results: dict[str, RegionResult], copies: bool) -> None:
         self.original, self.final, self.correspondence = original, final, correspondence
-        self.changes, self.results, self.copies = changes, results, copies
+        self.namer, self.results, self.copies = namer, results, copies
         self.original64: GraphModule | None = None
         self.stopped = False
 
@@ -152,7 +152,7 @@ class _SetRun:
             run_graph(self.final, inputs, compare_and_substitute)
         except NodeRaised as raised:
             results[f"raised:{raised.node.name}"] = RegionResult(
-                raised_region(raised.node, correspondence, self.changes), inputs=label, exit=raised.node.name,
+                self.namer.raised(raised.node), inputs=label, exit=raised.node.name,
                 problem=f"on the {label} node {raised.node.name} raised {type(raised.cause).__name__}: "
                         f"{raised.cause}", failed=True)
             self.stopped = True

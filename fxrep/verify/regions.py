@@ -1,7 +1,7 @@
 """Naming a rewritten region: its nodes, module path, the pass that wrote it and the rule.
 
 A local check fails at an exit: an original node whose value the final graph does not reproduce.
-To say where, `region_of` gathers what the pipeline recorded about that exit:
+To say where, `RegionNamer.region_of` gathers what the pipeline recorded about that exit:
 
 - the passes: the chain of `Rewriter.replace` calls that led from the original node to its final
   node (``PassChanges.replaced``; a value re-expressed by two passes names both, in order, and the
@@ -100,30 +100,67 @@ class RegionResult:
     """Comparisons beyond the tolerance that the float64 reference showed to be the region's own rounding."""
 
 
-def region_of(exit_name: str, final_node: Node, correspondence: Correspondence, changes: PassChanges,
-              summaries: Sequence[PassSummary], original: GraphModule) -> Region:
-    """The region whose local check is the comparison of ``final_node`` with the original node ``exit_name``."""
-    chain = correspondence.chains.get(exit_name, ())
-    nodes = _computing(final_node, correspondence)
-    if chain:
-        passes = _in_order(changes.replaced.get(name) for name in chain)
-    else:  # a surviving node a pass changed: blame whoever made the nodes (constants too) it reads now
-        computing = [n for n in final_node.graph.nodes if n.name in set(nodes)]
-        passes = _creators(computing, changes)
-    names = set(chain) | {exit_name}
-    rule, decision = _rule(names, passes, summaries), _decision(names, passes, summaries)
-    original_node = next((n for n in original.graph.nodes if n.name == exit_name), None)
-    module = module_path_of(original_node) if original_node is not None else ""
-    if not module and decision is not None:
-        module = decision.module
-    return Region(passes, rule, module, (exit_name,), nodes, decision)
+class RegionNamer:
+    """Names the regions of one rewritten graph (module docstring); built once, asked once per exit."""
 
+    def __init__(self, original: GraphModule, final: GraphModule, correspondence: Correspondence,
+                 changes: PassChanges, summaries: Sequence[PassSummary]) -> None:
+        self.correspondence, self.changes = correspondence, changes
+        self.originals = {node.name: node for node in original.graph.nodes}
+        self.position = {node: index for index, node in enumerate(final.graph.nodes)}
+        self.created_order = {name: index for index, name in enumerate(changes.created)}
+        self.rewrites: dict[str, list[tuple[str, str]]] = {}
+        self.decisions: dict[str, list[tuple[str, CostDecision]]] = {}
+        self.fired: dict[str, list[str]] = {}
+        for summary in summaries:
+            self.fired[summary.name] = [rule for rule in summary.fired if rule != "regions"]
+            for rewrite in summary.rewrites:
+                self.rewrites.setdefault(rewrite.node, []).append((summary.name, rewrite.rule))
+            for decision in summary.decisions:
+                for member in decision.members:
+                    self.decisions.setdefault(member, []).append((summary.name, decision))
 
-def raised_region(node: Node, correspondence: Correspondence, changes: PassChanges) -> Region:
-    """The region of a final node that raised during the local run."""
-    passes = _creators([node], changes)
-    exits = correspondence.checks.get(node.name, ())
-    return Region(passes, None, module_path_of(node), exits, (node.name,))
+    def region_of(self, exit_name: str, final_node: Node) -> Region:
+        """The region whose local check compares ``final_node`` with the original node ``exit_name``."""
+        chain = self.correspondence.chains.get(exit_name, ())
+        computing = self._computing(final_node)
+        if chain:
+            passes = _in_order(self.changes.replaced.get(name) for name in chain)
+        else:  # a surviving node a pass changed: blame whoever made the nodes (constants too) it reads now
+            passes = self._creators(computing)
+        names = dict.fromkeys((*chain, exit_name))
+        rules = [rule for name in names for pass_, rule in self.rewrites.get(name, ()) if pass_ in passes]
+        if not rules and passes and len(self.fired.get(passes[-1], ())) == 1:
+            rules = self.fired[passes[-1]]
+        found = [decision for name in names for pass_, decision in self.decisions.get(name, ()) if pass_ in passes]
+        decision = ([d for d in found if d.applied] or found or [None])[-1]
+        original_node = self.originals.get(exit_name)
+        module = module_path_of(original_node) if original_node is not None else ""
+        if not module and decision is not None:
+            module = decision.module
+        return Region(passes, rules[-1] if rules else None, module, (exit_name,),
+                      tuple(node.name for node in computing), decision)
+
+    def raised(self, node: Node) -> Region:
+        """The region of a final node that raised during the local run."""
+        exits = self.correspondence.checks.get(node.name, ())
+        return Region(self._creators([node]), None, module_path_of(node), exits, (node.name,))
+
+    def _computing(self, node: Node) -> list[Node]:
+        """``node`` and the new nodes behind it, up to nodes that stand for original ones (the entries)."""
+        found, stack = {node}, [node]
+        while stack:
+            for source in stack.pop().all_input_nodes:
+                if source.name not in self.correspondence.origin and source.op != "get_attr" and source not in found:
+                    found.add(source)
+                    stack.append(source)
+        return sorted(found, key=self.position.__getitem__)
+
+    def _creators(self, nodes: Sequence[Node]) -> tuple[str, ...]:
+        """The passes that created ``nodes`` or the nodes (constants too) they read, in the order they ran."""
+        read = {source.name for node in nodes for source in [node, *node.all_input_nodes]}
+        made = sorted((name for name in read if name in self.created_order), key=self.created_order.__getitem__)
+        return _in_order(self.changes.created[name] for name in made)
 
 
 def region_key(region: Region) -> Any:
@@ -140,46 +177,12 @@ def merge(regions: Sequence[Region]) -> Region:
     return Region(first.passes, rule, first.module, exits, nodes, first.decision)
 
 
-def _computing(node: Node, correspondence: Correspondence) -> tuple[str, ...]:
-    """``node`` and the new nodes behind it, up to nodes that stand for original ones (the entries)."""
-    found, stack = [node], [node]
-    while stack:
-        for source in stack.pop().all_input_nodes:
-            if source.name not in correspondence.origin and source.op != "get_attr" and source not in found:
-                found.append(source)
-                stack.append(source)
-    order = {n: i for i, n in enumerate(node.graph.nodes)}
-    return tuple(n.name for n in sorted(found, key=order.__getitem__))
-
-
-def _creators(nodes: Sequence[Node], changes: PassChanges) -> tuple[str, ...]:
-    """The passes that created ``nodes`` or the nodes (constants too) they read, in the order they ran."""
-    read = {source.name for node in nodes for source in [node, *node.all_input_nodes]}
-    return _in_order(changes.created[name] for name in changes.created if name in read)  # recorded in run order
-
-
 def _in_order(passes: Iterable[str | None]) -> tuple[str, ...]:
     ordered: list[str] = []
     for name in passes:
         if name is not None and (not ordered or ordered[-1] != name):
             ordered.append(name)
     return tuple(ordered)
-
-
-def _rule(names: set[str], passes: tuple[str, ...], summaries: Sequence[PassSummary]) -> str | None:
-    for summary in reversed([s for s in summaries if s.name in passes]):
-        for rewrite in summary.rewrites:
-            if rewrite.node in names:
-                return rewrite.rule
-    last = next((s for s in summaries if passes and s.name == passes[-1]), None)
-    rules = [rule for rule in (last.fired if last is not None else {}) if rule != "regions"]
-    return rules[0] if len(rules) == 1 else None
-
-
-def _decision(names: set[str], passes: tuple[str, ...], summaries: Sequence[PassSummary]) -> CostDecision | None:
-    candidates = [d for s in summaries if s.name in passes for d in s.decisions if names & set(d.members)]
-    applied = [d for d in candidates if d.applied]
-    return (applied or candidates or [None])[-1]
 
 
 def _listed(names: Sequence[str]) -> str:

@@ -78,7 +78,8 @@ class LocalCheck:
             return f"local checks skipped ({self.skipped})"
         worst = self.worst
         where = f" ({worst.region.brief()})" if worst is not None and worst.max_rel > 0 else ""
-        return (f"{len(self.regions)} rewritten regions checked locally, {len(self.failures)} failed, max rel "
+        count = f"{len(self.regions)} rewritten region{'' if len(self.regions) == 1 else 's'}"
+        return (f"{count} checked locally, {len(self.failures)} failed, max rel "
                 f"error {worst.max_rel if worst else 0.0:.3g}{where}; {self.recorded} of the original graph's "
                 f"{self.graph_nodes} values recorded")
 

@@ -91,7 +91,8 @@ class Evaluation:
 
 
 def evaluate_region(region: Region, materialized: Collection[Node], shapes: GraphShapes, *,
-                    shape_only: bool = False, residual: Collection[Node] = ()) -> Evaluation:
+                    shape_only: bool = False, residual: Collection[Node] = (),
+                    layouts: Mapping[Node, TensorLayout] | None = None) -> Evaluation:
     """Evaluate every member of ``region`` under ``materialized`` (exits are added to it).
 
     Members in ``residual`` are materialised as pool cores: their readers see the core's tensor through
@@ -100,7 +101,7 @@ def evaluate_region(region: Region, materialized: Collection[Node], shapes: Grap
     """
     cores_wanted = frozenset(residual)
     chosen = frozenset(materialized) | frozenset(region.exits) | cores_wanted
-    evaluator = RegionEvaluator(region, shapes, shape_only)
+    evaluator = RegionEvaluator(region, shapes, shape_only, dict(layouts or {}))
     values: dict[Node, AffineValue] = {}
     seen_as: dict[Node, AffineValue] = {}  # what readers of a residual member fold
     cores: dict[Node, AffineValue] = {}

@@ -133,6 +133,15 @@ class PointwiseOp(AffineOp):
     shift: torch.Tensor | None
     constant: torch.Tensor | None  # the raw operand, shaped as in the graph, for the layout check
 
+    def input_layout(self, index: int, siblings: Sequence[AffineValue] = ()) -> TensorLayout:
+        """A tensor scaled by a vector along its last dim is read as tokens (channels last), else as NC..."""
+        shape = dims(self.inputs[0])
+        if self.constant is not None and shape is not None and len(shape) >= 3 and self.constant.dim() >= 1:
+            const = tuple(self.constant.shape)
+            if const[-1] == shape[-1] != 1 and all(d == 1 for d in const[:-1]):
+                return shape[-1], 0, -1
+        return _layout_from_meta(self.inputs[0])
+
     def apply(self, values, size_of):
         (value,) = values
         if self.constant is not None:

@@ -391,7 +391,7 @@ def _numeric_plan(region: Region, materialized: list[Node], residual: frozenset,
     emissions = tuple(planner.walk(materialized, residual))
     if any(not e.keeps for e in emissions):
         chosen = frozenset(materialized)
-        evaluation = evaluate_region(region, chosen, shapes, residual=residual)
+        evaluation = evaluate_region(region, chosen, shapes, residual=residual, layouts=planner.evaluator.layouts)
         emissions = tuple(
             materialize(n, evaluation.cores[n], False, shapes, cost_model=cost_model) if n in residual else
             materialize(n, evaluation.values.get(n), set(region.member_reads(n)) <= chosen, shapes,

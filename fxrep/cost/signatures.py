@@ -33,7 +33,7 @@ import torch
 from torch.fx import Node
 
 from ..algebra import ConvMap, NotExact
-from ..ops import AvgPool, BatchNorm, Conv, Layout, Linear, Mean, Pad, example_value, op_kind
+from ..ops import AvgPool, BatchNorm, Conv, Layout, Linear, Mean, Pad, example_value, op_kind, size_at_unit_batch
 
 NOMINAL_SPATIAL = 32
 """Spatial size per axis assumed where the graph recorded none (keeps comparisons meaningful)."""
@@ -260,7 +260,7 @@ def numel(node: Node) -> int | None:
         return None
     count = 1
     for d in value.shape:
-        count *= d if isinstance(d, int) else 1
+        count *= size_at_unit_batch(d)
     return count
 
 

@@ -5,7 +5,16 @@ Each view's ``from_node(node)`` recognises the module form (``nn.Conv2d``), the 
 passes never index ``node.args``.
 """
 
-from ._graph import constant_value, dims, dtype_of, example_value, rank, static_shape, tensor_constant
+from ._graph import (
+    constant_value,
+    dims,
+    dtype_of,
+    example_value,
+    rank,
+    size_at_unit_batch,
+    static_shape,
+    tensor_constant,
+)
 from .activation import Activation
 from .arithmetic import Arithmetic
 from .batchnorm import BatchNorm
@@ -44,6 +53,7 @@ __all__ = [
     "example_value",
     "op_kind",
     "rank",
+    "size_at_unit_batch",
     "static_shape",
     "target_name",
     "tensor_constant",

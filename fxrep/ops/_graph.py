@@ -86,6 +86,21 @@ def dims(node: Any) -> tuple[int | None, ...] | None:
     return tuple(dim if isinstance(dim, int) else None for dim in value.shape)
 
 
+def size_at_unit_batch(dim: Any) -> int:
+    """A recorded dimension as an int, every dynamic size (a dynamic batch) set to 1: ``s0 * 196`` -> 196.
+
+    Cost estimates count a dynamic batch as 1; a dimension that merges the batch with static ones
+    (``x.flatten(0, 1)`` of a (batch, tokens, C) tensor) keeps its static factor.
+    """
+    if isinstance(dim, int):
+        return dim
+    try:
+        expr = dim.node.expr
+        return max(1, int(expr.xreplace({symbol: 1 for symbol in expr.free_symbols})))
+    except (AttributeError, TypeError, ValueError):
+        return 1
+
+
 def static_shape(node: Any) -> tuple[int, ...] | None:
     """``node``'s shape when every dimension is a plain int, else None."""
     shape = dims(node)

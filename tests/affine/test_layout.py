@@ -212,3 +212,55 @@ def test_an_adaptive_pool_to_a_divisible_size_is_an_average_pool_only_where_size
         else:
             with pytest.raises(NotExact, match="not a static multiple"):
                 evaluate_region(region, (), GraphShapes.of(gm))
+
+
+class TokenScale(nn.Module):
+    """LeViT's residual scale: (batch, tokens, C) tokens times a (C,) vector, the channels on the last dim."""
+
+    def __init__(self, channels: int = 8):
+        super().__init__()
+        self.linear = nn.Linear(channels, channels)
+        self.scale = nn.Parameter(torch.randn(channels))
+
+    def forward(self, x):
+        return torch.relu(self.linear(torch.relu(x)) * self.scale)
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_a_token_tensor_scaled_along_its_last_dim_folds_into_its_linear(level):
+    """The (C,) constant is one number per channel of the last dim, not of dim 1 (5 tokens != 8 channels)."""
+    model = TokenScale().eval()
+    x = torch.randn(2, 5, 8)
+    gm = captured(model, x, level=level)
+    PassManager(default_pipeline()).run(gm)
+    assert ops(gm)["linear"] == 1 and ops(gm).get("mul", 0) == 0, ops(gm)
+    assert_equivalent(model, gm, x)
+    code = gm.code
+    PassManager(default_pipeline()).run(gm)
+    assert gm.code == code  # idempotent: the second run finds nothing to do
+
+
+class OpaqueTokensScaled(nn.Module):
+    """An opaque (batch, 5, 8) token tensor (a matmul) times a (8,) vector, and a (1, 8, 1) one on (b, 8, 5)."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.randn(8))
+        self.column = nn.Parameter(torch.randn(1, 8, 1))
+
+    def forward(self, x):
+        tokens = x @ x.transpose(1, 2) @ x
+        return tokens * self.scale, tokens.transpose(1, 2) * self.column
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_a_pointwise_constant_says_which_axis_holds_the_channels(level):
+    """LeViT: a scale of shape (C,) on (batch, N, C) reads channels on the last dim (N != C); a (1, C, 1)
+    scale on (batch, C, N) reads them on dim 1, as the recorded layout says."""
+    from fxrep.affine import affine_op
+
+    gm = captured(OpaqueTokensScaled(), torch.randn(2, 5, 8), level=level)
+    by_scale, by_column = (n for n in gm.graph.nodes if n.op == "call_function" and "mul" in str(n.target)
+                           and any(arg.op == "get_attr" for arg in n.all_input_nodes))
+    assert affine_op(by_scale).input_layout(0) == (8, 0, -1)
+    assert affine_op(by_column).input_layout(0) == (8, 1, 1)

@@ -125,3 +125,41 @@ def test_a_module_exact_only_at_the_example_batch_falls_back_to_static_shapes(mo
     assert "not kept" in note and "random inputs with batch + 1" in note
     assert gm.fxrep_report.verification.passed
     assert not fxrep.optimization.batch_is_dynamic(gm)
+
+
+# --------------------------------------------------------------------------- sizes that merge the batch
+class TokenNorm(nn.Module):
+    """LeViT's LinearNorm: a token Linear, the rows flattened into (batch * tokens, C) for a BatchNorm1d."""
+
+    def __init__(self, channels: int = 8):
+        super().__init__()
+        self.linear = nn.Linear(channels, channels, bias=False)
+        self.bn = nn.BatchNorm1d(channels)
+
+    def forward(self, x):
+        y = self.linear(x)
+        return torch.relu(self.bn(y.flatten(0, 1)).reshape_as(y))
+
+
+def test_a_size_that_merges_the_dynamic_batch_keeps_its_static_factor():
+    """``flatten(0, 1)`` of a (batch, 49, C) tensor has batch * 49 rows: the cost model counts 49, not 1."""
+    from fxrep.capture import capture
+    from fxrep.cost.signatures import numel
+    from fxrep.ops import size_at_unit_batch
+
+    batch = torch.export.Dim("batch", min=1)
+    gm = capture(randomized(TokenNorm()), (torch.randn(2, 49, 8),), dynamic_shapes=({0: batch},)).graph_module
+    flattened = next(n for n in gm.graph.nodes
+                     if n.op == "call_function" and len(getattr(n.meta.get("val"), "shape", ())) == 2)
+    rows = flattened.meta["val"].shape[0]
+    assert not isinstance(rows, int)  # dynamic: s0 * 49
+    assert size_at_unit_batch(rows) == 49 and size_at_unit_batch(7) == 7
+    assert numel(flattened) == 49 * 8
+
+
+def test_a_token_batchnorm_folds_into_its_linear_with_a_dynamic_batch():
+    model = randomized(TokenNorm())
+    gm = fxrep.optimize(model, torch.randn(2, 49, 8), dynamic_batch=True)
+    assert ops(gm)["linear"] == 1 and ops(gm).get("batchnorm", 0) == 0, gm.fxrep_report
+    for batch in (1, 3):
+        assert_equivalent(model, gm, torch.randn(batch, 49, 8))

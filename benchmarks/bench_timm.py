@@ -86,7 +86,7 @@ def measure(name: str, args) -> tuple[list, list]:
     latency_rows = []
     for batch in args.batches:
         x = example_input(batch)
-        fns = {form: (lambda m=module: m(x)) for form, module in forms.items()}
+        fns = {form: (lambda m=module, x=x: m(x)) for form, module in forms.items()}
         for n in args.threads:
             with threads(n), warnings.catch_warnings():
                 warnings.simplefilter("ignore")

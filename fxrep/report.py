@@ -22,7 +22,6 @@ from .pass_manager import PipelineRun
 from .rewriter import final_name
 from .verify import Verification
 
-
 MAX_LISTED = 40
 """Rows per section of the printed report (`Report.to_dict` has everything)."""
 

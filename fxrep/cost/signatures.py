@@ -33,7 +33,18 @@ import torch
 from torch.fx import Node
 
 from ..algebra import ConvMap, NotExact
-from ..ops import AvgPool, BatchNorm, Conv, Layout, Linear, Mean, Pad, example_value, op_kind, size_at_unit_batch
+from ..ops import (
+    AvgPool,
+    BatchNorm,
+    Conv,
+    Layout,
+    Linear,
+    Mean,
+    Pad,
+    example_value,
+    op_kind,
+    size_at_unit_batch,
+)
 
 NOMINAL_SPATIAL = 32
 """Spatial size per axis assumed where the graph recorded none (keeps comparisons meaningful)."""

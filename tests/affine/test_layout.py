@@ -6,14 +6,13 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from fxrep.passes import CollapseLinearRegions, default_pipeline
 from torch import nn
-from torch.fx import Graph
 
 from fxrep.affine.value import AffineValue
 from fxrep.algebra import NotExact, linear_map
 from fxrep.models import LinearNorm, NormLinear, randomize_
 from fxrep.ops import Layout
-from fxrep.passes import CollapseLinearRegions, default_pipeline
 from fxrep.pass_manager import PassManager
 from tests.helpers import LEVELS, assert_equivalent, captured, ops, randomized
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from fxrep.passes import default_pipeline
 from torch import nn
 from torch.fx import Graph
 
 from fxrep.affine.value import AffineValue, Source
 from fxrep.algebra import conv_map
 from fxrep.pass_manager import PassManager
-from fxrep.passes import default_pipeline
 from tests.helpers import LEVELS, assert_equivalent, captured, ops, randomized
 
 MODES = ["reflect", "replicate", "circular"]

@@ -7,6 +7,7 @@ import itertools
 
 import pytest
 import torch
+from fxrep.passes import EvaluateConstantSubgraphs
 from torch import nn
 
 from fxrep.affine import (
@@ -22,7 +23,6 @@ from fxrep.affine import (
 from fxrep.cost import CostModel
 from fxrep.models import DiverseBranchBlock, MobileOneBlock, RepVGGBlock
 from fxrep.pass_base import module_path_of
-from fxrep.passes import EvaluateConstantSubgraphs
 from fxrep.report import count_ops
 from fxrep.rewriter import Rewriter
 from tests.affine.cost_models import CountingCost

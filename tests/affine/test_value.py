@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch.fx import Graph
 
-from fxrep.algebra import NotExact, conv_map
 from fxrep.affine.value import AffineValue
+from fxrep.algebra import NotExact, conv_map
 
 
 @pytest.fixture

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from fxrep.passes import RemoveNoOps
 from torch import nn
 
-from fxrep.passes import RemoveNoOps
 from tests.helpers import LEVELS, captured, ops
 
 

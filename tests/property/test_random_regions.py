@@ -13,6 +13,7 @@ several ops, and sends several of its values out through different non-lineariti
 from __future__ import annotations
 
 import torch
+from fxrep.passes import CollapseLinearRegions, default_pipeline
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
@@ -22,7 +23,6 @@ from fxrep.affine import GraphShapes, find_regions, plan_region
 from fxrep.cost import CostModel
 from fxrep.models import randomize_
 from fxrep.pass_manager import PassManager
-from fxrep.passes import CollapseLinearRegions, default_pipeline
 from tests.helpers import captured, relative_error
 
 CHANNELS = 8

@@ -45,7 +45,6 @@ not be optimized), so callers and tests can see what was folded.
 
 from __future__ import annotations
 
-import logging
 import operator
 import warnings
 from collections.abc import Callable, Sequence
@@ -60,8 +59,6 @@ from fxrep.lower.errors import LoweringError
 from fxrep.ops.inplace import written_arguments
 
 __all__ = ["fxrep_backend", "last_report"]
-
-logger = logging.getLogger(__name__)
 
 TARGETS = ("inductor", "tensorrt", "eager")
 

@@ -34,6 +34,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.fx import GraphModule, Node
 
+from ._binding import bind_call, is_hashable
+from .batchnorm import _SIGNATURES as _BATCH_NORM_SIGNATURES
+
 OpOverload = torch._ops.OpOverload  # the type of every torch.ops.aten.<op>.<overload>; torch has no public alias
 
 #: Augmented-assignment operators (what ``x += y`` records in a traced graph) and their out-of-place
@@ -124,7 +127,7 @@ def in_place_call(node: Node, gm: GraphModule | None = None) -> InPlaceCall | No
     target = node.target
     if isinstance(target, OpOverload):
         return _in_place_aten(node, target)
-    if _hashable(target) and target in OPERATORS:
+    if is_hashable(target) and target in OPERATORS:
         replacement = OPERATORS[target]
         fix = OutOfPlace(target=replacement) if replacement is not None else None
         return InPlaceCall(node, first, fix, target.__name__)
@@ -157,8 +160,7 @@ def written_arguments(node: Node, gm: GraphModule | None = None) -> list[Node]:
     out = node.kwargs.get("out")
     if out is not None:
         written.append(out)
-    if node.op == "call_function" and node.target is F.batch_norm and _batch_norm_training(node):
-        written.extend(node.args[1:3])
+    written.extend(_updated_running_statistics(node))
     return [value for value in written if isinstance(value, Node)]
 
 
@@ -210,13 +212,12 @@ def _is_in_place_name(name: str) -> bool:
     return name.endswith("_") and not name.startswith("_")
 
 
-def _batch_norm_training(node: Node) -> bool:
-    return bool(node.kwargs.get("training", node.args[5] if len(node.args) > 5 else False))
-
-
-def _hashable(value: Any) -> bool:
-    try:
-        hash(value)
-    except TypeError:
-        return False
-    return True
+def _updated_running_statistics(node: Node) -> list[Any]:
+    """The running mean and variance a training-mode ``F.batch_norm`` updates, bound by name with the
+    signature of the `fxrep.ops.BatchNorm` view (never ``node.args[1:3]``)."""
+    if node.op != "call_function" or node.target is not F.batch_norm:
+        return []
+    bound = bind_call(node, _BATCH_NORM_SIGNATURES)
+    if bound is None or not bound["training"]:
+        return []
+    return [bound["running_mean"], bound["running_var"]]

@@ -118,3 +118,15 @@ def test_written_arguments_include_out_batch_norm_statistics_and_in_place_named_
     assert written_arguments(add_out) == [out]
     assert written_arguments(method_like) == [x]
     assert written_arguments(aten_writes) == [mean, var]
+
+
+def test_written_arguments_bind_batch_norm_by_name():
+    graph = fx.Graph()
+    x, mean, var = (graph.placeholder(name) for name in ("x", "mean", "var"))
+    by_keyword = graph.call_function(F.batch_norm, (x,), {"running_mean": mean, "running_var": var, "training": True})
+    eval_by_keyword = graph.call_function(F.batch_norm, (x, mean, var), {"training": False})
+    default_eval = graph.call_function(F.batch_norm, (x, mean, var))
+    graph.output((by_keyword, eval_by_keyword, default_eval))
+    assert written_arguments(by_keyword) == [mean, var]
+    assert written_arguments(eval_by_keyword) == []
+    assert written_arguments(default_eval) == []

@@ -17,6 +17,9 @@ Capture happens in inference mode (every submodule in ``eval()``), and the resul
 before the caller's modules get their train/eval flags back, so nothing the caller owns is shared
 with or changed by the optimized module. When one method fails, the next one is tried and the
 fallback is noted; when all fail, `CaptureError` says where each failed and what to do.
+
+What capture learns about the graph (its level, whether its shapes are guarded, the ranges of and
+guards on its dynamic sizes) is recorded on the module: read it with `fxrep.graph_facts.facts`.
 """
 
 from __future__ import annotations
@@ -37,23 +40,19 @@ from torch.fx import GraphModule
 
 from .errors import CaptureError, InvalidModelError
 from .functionalize import UnsafeMutation, functionalize_inplace
+from .graph_facts import (  # noqa: F401  (the keys: still importable from here until every reader uses facts())
+    GUARDED_KEY,
+    INPUT_GUARDS_KEY,
+    LEVEL_KEY,
+    RANGES_KEY,
+    GraphLevel,
+    facts,
+    record_export_constraints,
+    record_level,
+)
 from .shapes import propagate_shapes
 
 CaptureMethod = Literal["auto", "export", "symbolic_trace"]
-GraphLevel = Literal["module", "aten"]
-
-LEVEL_KEY = "fxrep_level"
-GUARDED_KEY = "fxrep_shape_guards"
-"""``gm.meta[GUARDED_KEY]`` is True when the graph checks its input shapes (torch.export guards), so
-rewrites that are exact only for the traced static sizes are safe; symbolic_trace graphs run on any size."""
-RANGES_KEY = "fxrep_input_ranges"
-"""``gm.meta[RANGES_KEY]``: ``{symbol name: (lowest, highest or None)}`` of each dynamic input size of a
-torch.export capture (its range constraints, which the unlifted module does not keep), for the lean
-forward's input check (`fxrep.lean`)."""
-INPUT_GUARDS_KEY = "fxrep_input_guards"
-"""``gm.meta[INPUT_GUARDS_KEY]``: the guards torch.export put on dynamic input sizes beyond their ranges
-(``Eq(Mod(s0, 2), 0)``), as strings, recorded before any pass runs."""
-
 
 @dataclass
 class Capture:
@@ -109,8 +108,7 @@ def capture(model: nn.Module, example_inputs: tuple[Any, ...] | None = None, *,
             raise CaptureError([("the given GraphModule", str(error))],
                                "What to do: pass the original nn.Module with example_inputs, so torch.export can "
                                "functionalise the in-place ops.") from error
-        gm.meta[LEVEL_KEY] = graph_level(gm)
-        gm.meta.setdefault(GUARDED_KEY, False)
+        record_level(gm, facts(gm).level)  # a copy keeps the shape guards it was recorded with
         if example_inputs is not None:
             propagate_shapes(gm, example_inputs)
         return Capture(gm, "GraphModule (copied as given)")
@@ -129,8 +127,7 @@ def capture(model: nn.Module, example_inputs: tuple[Any, ...] | None = None, *,
             attempts.append((_describe(name), _failure_summary(error)))
             continue
         gm.eval()
-        gm.meta[LEVEL_KEY] = "aten" if name == "export" else "module"
-        gm.meta[GUARDED_KEY] = name == "export"
+        record_level(gm, "aten" if name == "export" else "module", shapes_guarded=name == "export")
         if name == "symbolic_trace" and example_inputs is not None:
             propagate_shapes(gm, example_inputs)
         notes = [f"{failed} failed ({reason}); fell back to {_describe(name)}" for failed, reason in attempts]
@@ -139,18 +136,13 @@ def capture(model: nn.Module, example_inputs: tuple[Any, ...] | None = None, *,
 
 
 def graph_level(gm: GraphModule) -> GraphLevel:
-    """Whether a graph holds ATen ops (torch.export) or module/functional calls (symbolic_trace)."""
-    if gm.meta.get(LEVEL_KEY) in ("aten", "module"):
-        return gm.meta[LEVEL_KEY]
-    for node in gm.graph.nodes:
-        if node.op == "call_function" and isinstance(node.target, torch._ops.OpOverload):
-            return "aten"
-    return "module"
+    """``facts(gm).level`` (`fxrep.graph_facts`); kept for the modules that still import it from here."""
+    return facts(gm).level
 
 
 def shapes_are_guarded(gm: GraphModule) -> bool:
-    """Whether ``gm`` rejects inputs of other static sizes than it was traced with (see GUARDED_KEY)."""
-    return bool(gm.meta.get(GUARDED_KEY, False))
+    """``facts(gm).shapes_guarded`` (`fxrep.graph_facts`); kept for the modules that still import it from here."""
+    return facts(gm).shapes_guarded
 
 
 def _method_order(method: CaptureMethod, have_inputs: bool) -> Sequence[str]:
@@ -170,9 +162,8 @@ def _export(model: nn.Module, example_inputs: tuple[Any, ...] | None, dynamic_sh
     if not _is_functional(program):
         program = program.run_decompositions({})
     gm = program.module()
-    gm.meta[RANGES_KEY] = {str(symbol): (_bound(limits.lower) or 0, _bound(limits.upper))
-                           for symbol, limits in program.range_constraints.items()}
-    gm.meta[INPUT_GUARDS_KEY] = _size_guards(gm)
+    record_export_constraints(gm, {str(symbol): (_bound(limits.lower) or 0, _bound(limits.upper))
+                                   for symbol, limits in program.range_constraints.items()}, _size_guards(gm))
     return gm
 
 

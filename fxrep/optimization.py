@@ -29,8 +29,9 @@ import torch
 from torch import nn
 from torch.fx import GraphModule
 
-from .capture import Capture, CaptureMethod, capture, normalize_inputs, shapes_are_guarded
+from .capture import Capture, CaptureMethod, capture, normalize_inputs
 from .errors import CaptureError, FxrepError, InvalidModelError
+from .graph_facts import facts
 from .lean import make_lean, summarize
 from .pass_manager import PassManager
 from .progress import step
@@ -197,11 +198,7 @@ def batch_is_dynamic(gm: GraphModule) -> bool:
     False for static captures, and for graphs captured without torch.export, whose sizes fxrep does
     not know (re-export them with the batch size they will run at).
     """
-    if not shapes_are_guarded(gm):
-        return False
-    values = [node.meta.get("val") for node in gm.graph.find_nodes(op="placeholder")]
-    tensors = [value for value in values if isinstance(value, torch.Tensor) and value.dim() > 0]
-    return bool(tensors) and all(not isinstance(value.shape[0], int) for value in tensors)
+    return facts(gm).dynamic_batch
 
 
 def check_finite(model: nn.Module) -> None:
@@ -356,7 +353,7 @@ def _capture(model: nn.Module, inputs: tuple[Any, ...] | None, method: CaptureMe
                               "inputs; dynamic_batch=False captures the example's static shapes)")
         return _BatchCapture(captured, True, batch_shapes, True)
     static = capture(model, inputs, method=method, dynamic_shapes=None)
-    if not shapes_are_guarded(static.graph_module):  # torch.export fails at any batch: not about the batch
+    if not facts(static.graph_module).shapes_guarded:  # torch.export fails at any batch: not about the batch
         return _BatchCapture(static, False, None, True)
     static.notes.append(
         f"dynamic batch: not possible, the model specializes on the batch size ({reason}); captured with the "

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch.fx import GraphModule, Node
 
-from ..capture import graph_level
+from ..graph_facts import facts
 from ..pass_manager import PassChanges
 from .correspondence import Correspondence, correspond
 from .outputs import ROUNDING_FACTOR, tolerance_for, value_error
@@ -95,7 +95,7 @@ def local_check(original: GraphModule, final: GraphModule, sets: Sequence[tuple[
     namer = RegionNamer(original, final, correspondence, changes, summaries)
     results = {exit_name: RegionResult(namer.region_of(exit_name, finals[name]), exit=exit_name)
                for name, exits in correspondence.checks.items() for exit_name in exits}
-    copies = graph_level(original) == "module"  # module graphs may hold in-place ops that overwrite values
+    copies = facts(original).level == "module"  # module graphs may hold in-place ops that overwrite values
     run = _SetRun(original, final, correspondence, namer, results, copies)
     for label, inputs in sets:
         if tolerance is None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -116,15 +116,17 @@ def optimize(
     check_inputs_have_values(inputs)
     if dynamic_batch and dynamic_shapes is not None:
         raise InvalidModelError("pass either dynamic_batch=True or dynamic_shapes, not both")
+    settings = OptimizeSettings(
+        capture_method=capture_method, dynamic_batch=dynamic_batch, dynamic_shapes=dynamic_shapes, lean=lean,
+        verify=verify, verification=VerifySettings(tolerance=tolerance, random_inputs=random_inputs, strict=strict),
+        max_iterations=max_iterations, dump=tuple(dump), dump_dir=dump_dir, progress=progress)
     cost_model = _cost_model(cost, timing_cache, passes, model, inputs)
     pipeline = _pipeline(passes, cost_model)
 
     start = time.perf_counter()
     with step("capturing the model", progress):
-        batch = _capture(model, inputs, capture_method, dynamic_batch, dynamic_shapes, verify)
+        batch = _capture(model, inputs, settings)
     timings["capture"] = time.perf_counter() - start
-
-    settings = VerifySettings(tolerance=tolerance, random_inputs=random_inputs, strict=strict)
 
     def rewrite() -> tuple[Rewritten, Report]:
         # the local checks compare against the capture as it was before the passes rewrote it in place
@@ -132,23 +134,21 @@ def optimize(
         original = snapshot(batch.captured.graph_module) if verify and inputs is not None else None
         if verify:
             timings["verify"] = time.perf_counter() - start  # keeping that copy is part of verifying
-        gm, final, report = _rewrite(batch.captured, pipeline, cost_model, lean, timings,
-                                     PassManager(pipeline, max_iterations=max_iterations, dump=dump,
-                                                 dump_dir=dump_dir), progress)
+        gm, final, report = _rewrite(batch.captured, pipeline, cost_model, settings, timings)
         return Rewritten(original, gm, final, report.passes), report
 
     rewritten, report = rewrite()
     if verify:
         start = time.perf_counter()
         with step("verifying against the original model", progress):
-            report.verification = _verify(model, rewritten, inputs, settings, batch.dynamic)
+            report.verification = _verify(model, rewritten, inputs, settings.verification, batch.dynamic)
             if (_failed(report.verification) and batch.dynamic and batch.by_default
-                    and _verify(model, rewritten, inputs, settings, False).passed):
-                batch = _static_after_all(model, inputs, capture_method, report.verification)
+                    and _verify(model, rewritten, inputs, settings.verification, False).passed):
+                batch = _static_after_all(model, inputs, settings, report.verification)
                 rewritten, report = rewrite()
-                report.verification = _verify(model, rewritten, inputs, settings, False)
+                report.verification = _verify(model, rewritten, inputs, settings.verification, False)
         timings["verify"] += time.perf_counter() - start
-        error = equivalence_error(report.verification, strict=strict)
+        error = equivalence_error(report.verification, strict=settings.verification.strict)
         if error is not None:
             raise error
     report.seconds = timings
@@ -156,14 +156,35 @@ def optimize(
     return rewritten.final
 
 
-def _rewrite(captured: Capture, pipeline: list[Any], cost_model: Any, lean: bool, timings: dict[str, float],
-             manager: PassManager, progress: bool) -> tuple[GraphModule, GraphModule, Report]:
+@dataclass(frozen=True)
+class OptimizeSettings:
+    """The options of `optimize` that steer capture, the passes, the final stage and verification, in one
+    object: the helpers take ``(model or capture, ..., settings)`` rather than each option on its own
+    (as Torch-TensorRT's passes take ``(gm, settings)``). The fields mean what `optimize`'s arguments of
+    the same names do; ``verification`` holds ``tolerance``, ``random_inputs`` and ``strict``."""
+
+    capture_method: CaptureMethod = "auto"
+    dynamic_batch: bool | None = None
+    dynamic_shapes: Any = None
+    lean: bool = True
+    verify: bool = True
+    verification: VerifySettings = field(default_factory=VerifySettings)
+    max_iterations: int = 8
+    dump: tuple[str, ...] = ()
+    dump_dir: str | Path | None = None
+    progress: bool = False
+
+
+def _rewrite(captured: Capture, pipeline: list[Any], cost_model: Any, settings: OptimizeSettings,
+             timings: dict[str, float]) -> tuple[GraphModule, GraphModule, Report]:
     """Passes and the final stage on a capture: (the passes' module, the module to return, its report)."""
     gm = captured.graph_module
+    manager = PassManager(pipeline, max_iterations=settings.max_iterations, dump=settings.dump,
+                          dump_dir=settings.dump_dir)
     report = Report(capture=captured.method, notes=list(captured.notes), ops_before=count_ops(gm),
                     parameters_before=count_parameters(gm))
     start = time.perf_counter()
-    with step(f"running {len(pipeline)} passes", progress):
+    with step(f"running {len(pipeline)} passes", settings.progress):
         run = manager.run(gm)
     timings["passes"] = time.perf_counter() - start
     report.passes = Report.summarize(run, gm)
@@ -171,7 +192,7 @@ def _rewrite(captured: Capture, pipeline: list[Any], cost_model: Any, lean: bool
         report.notes.append(cost_model.describe())
     report.converged, report.iterations = run.converged, run.iterations
     report.ops_after, report.parameters_after = count_ops(gm), count_parameters(gm)
-    if not lean:
+    if not settings.lean:
         return gm, gm, report
     start = time.perf_counter()
     final = make_lean(gm)
@@ -314,8 +335,7 @@ class _BatchCapture:
     by_default: bool
 
 
-def _capture(model: nn.Module, inputs: tuple[Any, ...] | None, method: CaptureMethod, dynamic_batch: bool | None,
-             dynamic_shapes: Any, verify: bool) -> _BatchCapture:
+def _capture(model: nn.Module, inputs: tuple[Any, ...] | None, settings: OptimizeSettings) -> _BatchCapture:
     """Capture with a dynamic batch when asked, or by default (`optimize`'s ``dynamic_batch``).
 
     By default, a model that torch.export cannot capture with a dynamic batch (a constraint
@@ -324,6 +344,8 @@ def _capture(model: nn.Module, inputs: tuple[Any, ...] | None, method: CaptureMe
     ``dynamic_batch=True`` that is an `InvalidModelError`. (`optimize` also falls back when only
     the optimized module's check at another batch size fails: `_static_after_all`.)
     """
+    method, dynamic_batch, dynamic_shapes = settings.capture_method, settings.dynamic_batch, settings.dynamic_shapes
+    verify = settings.verify
     by_default = dynamic_batch is None
     if by_default:
         dynamic_batch = (inputs is not None and dynamic_shapes is None and method != "symbolic_trace"
@@ -362,10 +384,10 @@ def _capture(model: nn.Module, inputs: tuple[Any, ...] | None, method: CaptureMe
     return _BatchCapture(static, False, None, True)
 
 
-def _static_after_all(model: nn.Module, inputs: tuple[Any, ...], method: CaptureMethod,
+def _static_after_all(model: nn.Module, inputs: tuple[Any, ...], settings: OptimizeSettings,
                       failed: Verification) -> _BatchCapture:
     """A static capture for a model whose optimized module is exact at the example's batch size only."""
-    static = capture(model, inputs, method=method, dynamic_shapes=None)
+    static = capture(model, inputs, method=settings.capture_method, dynamic_shapes=None)
     worst = failed.worst
     where = f"max rel error {failed.max_rel:.3g} on {worst.inputs}" if worst is not None else failed.mismatch
     static.notes.append(

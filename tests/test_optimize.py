@@ -248,3 +248,20 @@ def test_an_optimized_module_that_raises_is_an_equivalence_error_naming_the_pass
     with pytest.raises(fxrep.EquivalenceError, match="raised") as error:
         fxrep.optimize(model, X, capture_method="symbolic_trace", passes=[*default_pipeline(), BreakAtRunTime()])
     assert error.value.pass_name == "break_at_run_time"
+
+
+def test_optimize_settings_defaults_are_optimizes_defaults():
+    import dataclasses
+    import inspect
+
+    from fxrep.optimization import OptimizeSettings, optimize
+
+    parameters = inspect.signature(optimize).parameters
+    settings = OptimizeSettings()
+    for field in dataclasses.fields(OptimizeSettings):
+        if field.name != "verification":
+            assert getattr(settings, field.name) == parameters[field.name].default, field.name
+    for name in ("tolerance", "random_inputs", "strict"):
+        assert getattr(settings.verification, name) == parameters[name].default, name
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.lean = False  # type: ignore[misc]

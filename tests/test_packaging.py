@@ -15,13 +15,34 @@ tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def packages_on_disk(package_dir: dict[str, str], root: Path = ROOT) -> set[str]:
+    """Every package setuptools would ship under ``package_dir`` (folders with an ``__init__.py``): the
+    ``fxrep`` tree under the root mapping ``""``, and each other mapping's folder under its own name."""
+    found = set()
+    for package, folder in package_dir.items():
+        base = root / folder
+        top = base / "fxrep" if package == "" else base
+        for init in top.rglob("__init__.py"):
+            parts = init.parent.relative_to(base).parts
+            found.add(".".join((package, *parts)) if package else ".".join(parts))
+    return found
+
+
 def test_every_package_is_listed():
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
     listed = set(config["tool"]["setuptools"]["packages"])
-    found = {".".join(path.parent.relative_to(ROOT).parts) for path in (ROOT / "fxrep").rglob("__init__.py")}
-    found.add("fxrep.passes")
+    found = packages_on_disk(config["tool"]["setuptools"]["package-dir"])
     assert found == listed, f"add {sorted(found - listed)} / remove {sorted(listed - found)} in pyproject.toml"
-    assert config["tool"]["setuptools"]["package-dir"]["fxrep.passes"] == "passes"
+
+
+def test_package_discovery_follows_the_package_dir_mapping(tmp_path):
+    """A package mapped to its own folder is found there, with its subpackages, and is not found without it."""
+    for folder in ("fxrep", "fxrep/ops", "passes", "passes/extra"):
+        (tmp_path / folder).mkdir(parents=True)
+        (tmp_path / folder / "__init__.py").touch()
+    mapped = {"fxrep.passes": "passes", "": "."}
+    assert packages_on_disk(mapped, tmp_path) == {"fxrep", "fxrep.ops", "fxrep.passes", "fxrep.passes.extra"}
+    assert packages_on_disk({"": "."}, tmp_path) == {"fxrep", "fxrep.ops"}
 
 
 def extra_requirements(config: dict, extra: str) -> set[str]:

@@ -57,8 +57,20 @@ def test_dump_writes_the_graph_before_and_after_a_named_pass(tmp_path):
     assert before.count("getattr(self") == 3 and after.count("getattr(self") == 2  # conv + BN -> one conv
 
 
-def test_default_pipeline_is_a_fresh_list():
+def test_default_pipeline_is_a_fresh_list_of_fresh_passes():
     first, second = default_pipeline(), default_pipeline()
-    assert first is not second and [p.name for p in first] == [p.name for p in second]
+    names = [p.name for p in first]
+    assert names == ["remove_no_ops", "evaluate_constant_subgraphs", "fold_batchnorm", "collapse_linear_regions",
+                     "fuse_horizontal_convs"]
+    assert first is not second and [p.name for p in second] == names
+    assert not {id(p) for p in first} & {id(p) for p in second}  # no pass object (and its state) is shared
     first.clear()
-    assert default_pipeline()
+    assert [p.name for p in default_pipeline()] == names
+
+
+def test_default_pipeline_gives_its_cost_model_to_both_cost_driven_passes():
+    estimator = fxrep.cost.CostModel()
+    pipeline = default_pipeline(cost_model=estimator)
+    deciding = {p.name for p in pipeline if getattr(p, "cost_model", None) is estimator}
+    assert deciding == {"collapse_linear_regions", "fuse_horizontal_convs"}
+    assert [p.name for p in pipeline] == [p.name for p in default_pipeline()]

@@ -6,11 +6,15 @@ these tests check what it printed and the files it left.
 
 from __future__ import annotations
 
-import importlib.util
+import sys
+import types
+from importlib.machinery import ModuleSpec
 
 import pytest
 
 import fxrep
+from fxrep.lower.errors import LoweringError
+from fxrep.lower.tensorrt_runtime import RUNTIMES, import_runtime
 from tests.examples.conftest import load_example
 
 example = load_example("repvgg_to_tensorrt")
@@ -48,6 +52,19 @@ def test_engine_has_22_convolution_layers(run):
     assert "22 convolution layers" in run.output
 
 
-def test_runtime_detection_follows_build_engines_order():
-    expected = next((name for name in ("tensorrt", "tensorrt_rtx") if importlib.util.find_spec(name)), None)
-    assert example.tensorrt_runtime() == expected
+@pytest.mark.parametrize("installed", [(), ("tensorrt",), ("tensorrt_rtx",), ("tensorrt", "tensorrt_rtx")])
+def test_runtime_detection_agrees_with_build_engine(monkeypatch, installed):
+    """With each set of runtimes importable, the example names the one ``build_engine(runtime="auto")`` uses."""
+    for name in RUNTIMES:
+        if name in installed:
+            fake = types.ModuleType(name)
+            fake.__spec__ = ModuleSpec(name, None)
+            monkeypatch.setitem(sys.modules, name, fake)
+        else:
+            monkeypatch.setitem(sys.modules, name, None)  # find_spec gives None, import raises ImportError
+    try:
+        chosen = import_runtime("auto")[0]
+    except LoweringError:
+        chosen = None
+    assert example.tensorrt_runtime() == chosen
+    assert chosen == (installed[0] if installed else None)

@@ -45,6 +45,9 @@ from typing import Any
 import torch
 from torch.fx import Node
 
+from ..ops.inplace import in_place_overload
+from .reinplace import REINPLACEABLE
+
 OpOverload = torch._ops.OpOverload  # the type of torch.ops.aten.<op>.<overload>; torch has no public alias
 
 Arguments = tuple[tuple[Any, ...], dict[str, Any]]
@@ -159,13 +162,10 @@ def _entries() -> dict[OpOverload, EntryPoint]:
         (aten.bmm.default, torch.bmm), (aten.addmm.default, torch.addmm),
         (aten.batch_norm.default, torch.batch_norm), (aten.layer_norm.default, torch.layer_norm),
         (aten.group_norm.default, torch.group_norm),
-        (aten.hardtanh.default, nn_bindings.hardtanh), (aten.hardtanh_.default, nn_bindings.hardtanh_),
-        (aten.relu6.default, nn_bindings.relu6), (aten.relu6_.default, nn_bindings.relu6_),
-        (aten.hardswish.default, nn_bindings.hardswish), (aten.hardswish_.default, nn_bindings.hardswish_),
-        (aten.hardsigmoid.default, nn_bindings.hardsigmoid), (aten.hardsigmoid_.default, nn_bindings.hardsigmoid_),
-        (aten.silu.default, nn_bindings.silu), (aten.silu_.default, nn_bindings.silu_),
-        (aten.gelu.default, nn_bindings.gelu), (aten.gelu_.default, nn_bindings.gelu_),
-        (aten.leaky_relu.default, nn_bindings.leaky_relu), (aten.leaky_relu_.default, nn_bindings.leaky_relu_),
+        (aten.hardtanh.default, nn_bindings.hardtanh), (aten.relu6.default, nn_bindings.relu6),
+        (aten.hardswish.default, nn_bindings.hardswish), (aten.hardsigmoid.default, nn_bindings.hardsigmoid),
+        (aten.silu.default, nn_bindings.silu), (aten.gelu.default, nn_bindings.gelu),
+        (aten.leaky_relu.default, nn_bindings.leaky_relu),
         (aten.adaptive_avg_pool2d.default, nn_bindings.adaptive_avg_pool2d),
         (aten.avg_pool2d.default, nn_bindings.avg_pool2d), (aten.max_pool2d.default, torch.max_pool2d),
         (aten.upsample_nearest2d.vec, nn_bindings.upsample_nearest2d),
@@ -178,11 +178,8 @@ def _entries() -> dict[OpOverload, EntryPoint]:
         (aten.add.Tensor, "add"), (aten.sub.Tensor, "sub"), (aten.mul.Tensor, "mul"), (aten.div.Tensor, "div"),
         (aten.div.Tensor_mode, "div"), (aten.neg.default, "neg"), (aten.pow.Tensor_Scalar, "pow"),
         (aten.exp.default, "exp"), (aten.sqrt.default, "sqrt"), (aten.rsqrt.default, "rsqrt"),
-        (aten.add_.Tensor, "add_"), (aten.mul_.Tensor, "mul_"),
-        (aten.relu.default, "relu"), (aten.relu_.default, "relu_"), (aten.sigmoid.default, "sigmoid"),
-        (aten.sigmoid_.default, "sigmoid_"), (aten.tanh.default, "tanh"), (aten.tanh_.default, "tanh_"),
-        (aten.clamp.default, "clamp"), (aten.clamp_.default, "clamp_"), (aten.clamp_min.default, "clamp_min"),
-        (aten.clamp_min_.default, "clamp_min_"),
+        (aten.relu.default, "relu"), (aten.sigmoid.default, "sigmoid"), (aten.tanh.default, "tanh"),
+        (aten.clamp.default, "clamp"), (aten.clamp_min.default, "clamp_min"),
         (aten.mean.dim, "mean"), (aten.sum.dim_IntList, "sum"), (aten.amax.default, "amax"),
         (aten.softmax.int, "softmax"), (aten.log_softmax.int, "log_softmax"),
         (aten.flatten.using_ints, "flatten"), (aten.transpose.int, "transpose"), (aten.t.default, "t"),
@@ -196,12 +193,26 @@ def _entries() -> dict[OpOverload, EntryPoint]:
                 (aten.permute.default, "permute"), (aten.expand.default, "expand"), (aten.repeat.default, "repeat")]
     table = {op: EntryPoint(op, fn) for op, fn in functions}
     table.update({op: EntryPoint(op, name) for op, name in methods})
+    table.update(_in_place_twins(table, nn_bindings))
     table.update({op: EntryPoint(op, name, _unpacked) for op, name in unpacked})
     table[aten.slice.Tensor] = EntryPoint(aten.slice.Tensor, operator.getitem, _slicing)
     table[aten.split.Tensor] = EntryPoint(aten.split.Tensor, "split_with_sizes", _split_sizes)
     legit = aten._native_batch_norm_legit_no_training.default
     table[legit] = EntryPoint(legit, torch.native_batch_norm, _batch_norm_in_eval)
     return table
+
+
+def _in_place_twins(table: Mapping[OpOverload, EntryPoint], nn_bindings: Any) -> dict[OpOverload, EntryPoint]:
+    """The entries of the in-place twins the lean forward writes (`fxrep.lean.reinplace`), named from the
+    out-of-place entries by PyTorch's rule (``relu`` -> ``relu_``; twins from `fxrep.ops.inplace`)."""
+    twins = {}
+    for op in REINPLACEABLE:
+        twin, entry = in_place_overload(op), table[op]
+        if entry.is_method:
+            twins[twin] = EntryPoint(twin, f"{entry.target}_")
+        else:
+            twins[twin] = EntryPoint(twin, getattr(nn_bindings, f"{entry.target.__name__}_"))
+    return twins
 
 
 #: Every ATen overload with a fast entry point.

@@ -35,7 +35,8 @@ from ..ops.inplace import in_place_overload
 OpOverload = torch._ops.OpOverload  # the type of torch.ops.aten.<op>.<overload>; torch has no public alias
 aten = torch.ops.aten
 
-#: Element-wise ops the lean forward may run in place (each has an in-place twin in `fxrep.ops.inplace`).
+#: Element-wise ops the lean forward may run in place (each has an in-place twin in `fxrep.ops.inplace`; the
+#: twins' fast entry points are derived from the out-of-place ones in `fxrep.lean.entry_points`).
 REINPLACEABLE: frozenset[OpOverload] = frozenset({
     aten.relu.default, aten.relu6.default, aten.hardtanh.default, aten.hardswish.default, aten.silu.default, aten.sigmoid.default,
     aten.clamp.default, aten.clamp_min.default, aten.gelu.default, aten.tanh.default, aten.hardsigmoid.default,

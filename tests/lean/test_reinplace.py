@@ -15,7 +15,7 @@ from torch import nn
 
 import fxrep.lean.reinplace as reinplace
 from fxrep.capture import capture
-from fxrep.lean import REINPLACEABLE, in_place_plan, make_lean
+from fxrep.lean import ENTRY_POINTS, REINPLACEABLE, in_place_plan, make_lean
 from fxrep.ops.inplace import in_place_overload
 
 aten = torch.ops.aten
@@ -131,6 +131,8 @@ def test_every_in_place_twin_gives_the_out_of_place_result_bit_for_bit(overload)
         written = value.clone(memory_format=torch.preserve_format)
         result = twin(written, *extra)
         assert result is written and torch.equal(result, expected) and result.stride() == expected.stride()
+    fast, out_of_place = ENTRY_POINTS[twin].target, ENTRY_POINTS[overload].target  # the same call, named with "_"
+    assert getattr(fast, "__name__", fast) == f"{getattr(out_of_place, '__name__', out_of_place)}_"
 
 
 # ------------------------------------------------------------------------------------------- unsafe cases

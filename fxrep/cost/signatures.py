@@ -44,6 +44,7 @@ from ..ops import (
     example_value,
     op_kind,
     size_at_unit_batch,
+    view_of,
 )
 
 NOMINAL_SPATIAL = 32
@@ -172,46 +173,47 @@ class ElementwiseSignature:
 OpSignature = ConvSignature | PoolSignature | ElementwiseSignature
 
 
+_SIGNED_VIEWS = (Conv, BatchNorm, Linear, Pad, AvgPool, Layout, Mean)
+"""The views `node_signature` reads, in `fxrep.ops.VIEWS` order; other ops are element-wise by `op_kind`."""
+
+
 def node_signature(node: Node) -> OpSignature | None:
     """What ``node`` computes, as a signature; None for nodes that compute nothing (inputs, constants)."""
     if node.op in ("placeholder", "output", "get_attr"):
         return None
     batch, itemsize = batch_and_itemsize(node)
     dtype, device = dtype_and_device(node)
-    conv = Conv.from_node(node)
-    if conv is not None and not conv.transposed:
+    view = view_of(node, _SIGNED_VIEWS)
+    if isinstance(view, Conv) and not view.transposed:
         try:
-            return ConvSignature.of(conv.geometry(), spatial_size(conv.input), batch, itemsize, dtype=dtype,
+            return ConvSignature.of(view.geometry(), spatial_size(view.input), batch, itemsize, dtype=dtype,
                                     device=device)
         except NotExact:
             pass
-    linear = Linear.from_node(node)
-    if linear is not None and linear.weight is not None:
-        out_features = linear.weight.shape[0]
+    if isinstance(view, Linear) and view.weight is not None:
+        out_features = view.weight.shape[0]
         size = numel(node)
         rows = size // max(1, out_features) if size else batch
-        return ConvSignature(linear.weight.shape[1], out_features, (), (), (), (), 1, (), max(1, rows), itemsize,
+        return ConvSignature(view.weight.shape[1], out_features, (), (), (), (), 1, (), max(1, rows), itemsize,
                              dtype, device)
-    pool = AvgPool.from_node(node)
-    if pool is not None:
-        channels = channels_of(pool.input)
+    if isinstance(view, AvgPool):
+        channels = channels_of(view.input)
         if channels is not None:
-            size = spatial_size(pool.input) or (NOMINAL_SPATIAL,) * len(pool.kernel_size)
-            return PoolSignature(channels, pool.kernel_size, pool.stride, pool.padding, size, batch, itemsize,
+            size = spatial_size(view.input) or (NOMINAL_SPATIAL,) * len(view.kernel_size)
+            return PoolSignature(channels, view.kernel_size, view.stride, view.padding, size, batch, itemsize,
                                  dtype, device)
     count = numel(node)
     if count is None:
         count = batch * NOMINAL_SPATIAL ** 2
     channels = channels_of(node)
-    if Pad.from_node(node) is not None:
+    if isinstance(view, Pad):
         return ElementwiseSignature("pad", count, 1, itemsize, channels, dtype, device)
-    if Layout.from_node(node) is not None:
+    if isinstance(view, Layout):
         return ElementwiseSignature("layout", count, 0, itemsize, channels, dtype, device)
-    mean = Mean.from_node(node)
-    if mean is not None:  # reads the whole input once
-        read = numel(mean.input) or count
-        return ElementwiseSignature("mean", read, 1, itemsize, channels_of(mean.input), dtype, device)
-    if BatchNorm.from_node(node) is not None:
+    if isinstance(view, Mean):  # reads the whole input once
+        read = numel(view.input) or count
+        return ElementwiseSignature("mean", read, 1, itemsize, channels_of(view.input), dtype, device)
+    if isinstance(view, BatchNorm):
         return ElementwiseSignature("batchnorm", count, 1, itemsize, channels, dtype, device)
     operands = len([n for n in node.all_input_nodes if n.op != "get_attr"])
     return ElementwiseSignature(op_kind(node) or "other", count, max(operands, 1), itemsize, channels, dtype,

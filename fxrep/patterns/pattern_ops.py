@@ -14,18 +14,10 @@ from typing import Any
 import torch.nn.functional as F
 from torch.fx import Node
 
-from .. import pass_api as api
 from ..algebra import normalize_padding
-from ..ops._binding import per_axis
-from .graph_ops import (
-    CLAMP_FUNCTIONS,
-    CLAMP_METHODS,
-    activation_settings,
-    avg_pool_shape,
-    cat_shape,
-    clamp_bounds,
-    pad_shape,
-)
+from ..ops import Activation, Arithmetic, is_hashable, per_axis
+from ..ops.activation import CLAMP_FUNCTIONS, CLAMP_METHODS, clamp_bounds
+from .graph_ops import activation_settings, avg_pool_shape, cat_shape, pad_shape
 from .markers import PatternError
 from .op_shape import OpShape
 
@@ -42,7 +34,7 @@ _DEFAULT_EPS = 1e-5
 def describe_pattern_node(node: Node, pattern_name: str) -> OpShape:
     """The `OpShape` of one call in a pattern; raises `PatternError` for calls a pattern cannot use."""
     target = node.target
-    hashable = _hashable(target)
+    hashable = is_hashable(target)
     if node.op == "call_function" and hashable and target in _CONVS:
         return _conv(node, *_CONVS[target], pattern_name)
     if node.op == "call_function" and target is F.linear:
@@ -50,13 +42,13 @@ def describe_pattern_node(node: Node, pattern_name: str) -> OpShape:
         return OpShape("linear", "linear", (bound.pop("input"),), bound)
     if node.op == "call_function" and target is F.batch_norm:
         return _batchnorm(node, pattern_name)
-    arithmetic = api.Arithmetic.from_node(node)
+    arithmetic = Arithmetic.from_node(node)
     if arithmetic is not None:
         return OpShape(arithmetic.op, arithmetic.op, arithmetic.operands, {"alpha": arithmetic.alpha})
     clamp = _clamp(node, pattern_name)
     if clamp is not None:
         return clamp
-    activation = api.Activation.from_node(node)
+    activation = Activation.from_node(node)
     if activation is not None:
         return OpShape(activation.kind, activation.kind, (activation.input,), activation_settings(node, None))
     for reader in (cat_shape, pad_shape, avg_pool_shape):
@@ -67,14 +59,6 @@ def describe_pattern_node(node: Node, pattern_name: str) -> OpShape:
         label = str(getattr(target, "__name__", target))
         return OpShape(node.op, label, tuple(node.args), dict(node.kwargs), target=target)
     raise PatternError(f"pattern {pattern_name}: cannot use a {node.op} node ({node.format_node()})")
-
-
-def _hashable(target: Any) -> bool:
-    try:
-        hash(target)
-    except TypeError:
-        return False
-    return True
 
 
 def _explicit(node: Node, names: tuple[str, ...], pattern_name: str) -> dict[str, Any]:
@@ -116,7 +100,7 @@ def _batchnorm(node: Node, pattern_name: str) -> OpShape:
 
 
 def _clamp(node: Node, pattern_name: str) -> OpShape | None:
-    if node.op == "call_function" and _hashable(node.target) and node.target in CLAMP_FUNCTIONS:
+    if node.op == "call_function" and is_hashable(node.target) and node.target in CLAMP_FUNCTIONS:
         spec = CLAMP_FUNCTIONS[node.target]
         label = node.target.__name__
     elif node.op == "call_method" and node.target in CLAMP_METHODS:

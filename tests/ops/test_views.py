@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fxrep.ops import (
+    VIEWS,
     Activation,
     Arithmetic,
     AvgPool,
@@ -18,8 +19,10 @@ from fxrep.ops import (
     Identity,
     Linear,
     MaxPool,
+    NoOp,
     Pad,
     op_kind,
+    view_of,
 )
 from tests.helpers import captured
 
@@ -184,3 +187,73 @@ def test_op_kind_names():
     gm = captured(ModuleForm().eval(), X, level="export")
     kinds = {op_kind(n) for n in gm.graph.nodes} - {None}
     assert {"conv", "batchnorm", "avgpool", "pad", "relu"} <= kinds
+
+
+class ClampForms(nn.Module):
+    """Every form of the clamp family, with the (min, max) each one clamps to."""
+
+    def __init__(self):
+        super().__init__()
+        self.relu, self.relu6, self.hardtanh = nn.ReLU(), nn.ReLU6(), nn.Hardtanh(-3.0, 3.0)
+
+    def forward(self, x):
+        return (self.relu(x), self.relu6(x), self.hardtanh(x), F.relu(x), torch.relu(x), F.relu6(x),
+                F.hardtanh(x, -2.0, 2.0), torch.clamp(x, 0.0, 1.0), torch.clip(x, max=2.0), torch.clamp_min(x, 0.5),
+                x.relu(), x.clamp(min=0.25), x.clip(-1.0, 1.0), x.clamp_min(0.1))
+
+
+CLAMP_BOUNDS = [(0.0, None), (0.0, 6.0), (-3.0, 3.0), (0.0, None), (0.0, None), (0.0, 6.0), (-2.0, 2.0), (0.0, 1.0),
+                (None, 2.0), (0.5, None), (0.0, None), (0.25, None), (-1.0, 1.0), (0.1, None)]
+
+
+@pytest.mark.parametrize("level", ["symbolic_trace", "export"])
+def test_the_clamp_family_carries_its_bounds_in_every_form(level):
+    gm = captured(ClampForms().eval(), X, level=level)
+    (output,) = [n for n in gm.graph.nodes if n.op == "output"]
+    clamps = [Activation.clamp(n) for n in output.args[0]]
+    assert all(c is not None for c in clamps), [n.format_node() for n in output.args[0]]
+    assert [(c.min, c.max) for c in clamps] == CLAMP_BOUNDS
+    for node, clamp in zip(output.args[0], clamps, strict=True):
+        view = Activation.from_node(node)
+        if view is not None:  # the view names relu / relu6 / hardtanh / ATen clamp, with the same bounds
+            assert (view.min, view.max, view.input) == (clamp.min, clamp.max, clamp.input)
+
+
+def test_activation_bounds_are_none_outside_the_clamp_family():
+    gm = captured(nn.Sequential(nn.GELU(), nn.SiLU()).eval(), X, level="symbolic_trace")
+    acts = views(gm, Activation)
+    assert [(a.kind, a.min, a.max) for a in acts] == [("gelu", None, None), ("silu", None, None)]
+    assert all(Activation.clamp(a.node) is None for a in acts)
+
+
+def test_a_run_time_bound_is_a_node():
+    gm = captured(_RunTimeBound(), X, level="symbolic_trace")
+    clamp = next(c for c in map(Activation.clamp, gm.graph.nodes) if c is not None)
+    assert isinstance(clamp.min, torch.fx.Node) and clamp.max is None
+
+
+class _RunTimeBound(nn.Module):
+    def forward(self, x):
+        return torch.clamp(x, min=x.mean())
+
+
+@pytest.mark.parametrize(("model", "level"), [
+    (ModuleForm(), "symbolic_trace"), (FunctionalForm(), "symbolic_trace"), (ModuleForm(), "export"),
+    (FunctionalForm(), "export"), (ClampForms(), "export"),
+], ids=["module", "functional", "aten-from-module", "aten-from-functional", "clamps"])
+def test_view_of_dispatches_to_the_one_view_that_recognises_a_node(model, level):
+    """Views recognise disjoint sets of nodes, except `NoOp`, which comes after the ones it overlaps."""
+    gm = captured(model.eval(), X, level=level)
+    for node in gm.graph.nodes:
+        found = [view_type for view_type in VIEWS if view_type.from_node(node) is not None]
+        assert len([v for v in found if v is not NoOp]) <= 1, (node.format_node(), found)
+        view = view_of(node)
+        assert (view is None) == (not found) and (view is None or type(view) is found[0])
+        assert view_of(node, (Conv,)) is None or isinstance(view_of(node, (Conv,)), Conv)
+
+
+def test_view_of_skips_inputs_outputs_and_constants():
+    gm = captured(ModuleForm().eval(), X, level="export")
+    for node in gm.graph.nodes:
+        if node.op in ("placeholder", "output", "get_attr"):
+            assert view_of(node) is None and op_kind(node) is None

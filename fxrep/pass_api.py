@@ -1,4 +1,4 @@
-"""fxrep's public pass API: everything a rewrite pass needs, in one import.
+"""fxrep's public pass API: everything a rewrite pass needs, in one import (listed in docs/api.md).
 
 The built-in passes in ``fxrep.passes`` import only this module (a test enforces it), so a custom
 pass written against it can do anything a built-in one does::
@@ -16,42 +16,28 @@ pass written against it can do anything a built-in one does::
                 conv = api.Conv.from_node(node)
                 ...
             rewriter.finish()
-            result.modified, result.counts = rewriter.modified, rewriter.counts
-            return result
+            return result.absorb(rewriter)
 
-Contents: pass types (`Pass`, `PassResult`, `Refusal`, `CostDecision`, `Match`), the `Rewriter`,
-op views (`Conv`, `BatchNorm`, ...), the kernel algebra (`ConvMap`, `sum_maps`, `compose`, ...),
-affine regions (`affine`: `find_regions`, `evaluate_region`, `plan_region`, `emit_plan`, `AffineValue`)
-and the cost model (`CostModel`, op signatures).
+Five groups, nothing else: op views, values and tensors of the graph, the kernel algebra, the
+rewriter and the pass base (with the cost model and the affine-region toolkit), and declarative
+patterns. Everything else is internal to fxrep, or public in its own module (``fxrep.ops``,
+``fxrep.algebra``, ``fxrep.affine``, ``fxrep.cost``, ``fxrep.patterns``).
 """
 
-from . import affine, algebra
-from .affine import (
-    AffineOp,
-    AffineValue,
-    Region,
-    Source,
-    affine_op,
-    constant_nodes,
-    find_regions,
-    is_side_effect_only,
-)
+from . import affine
+from .affine import AffineValue, constant_nodes, is_side_effect_only
 from .algebra import (
     ConvMap,
     NotExact,
-    avgpool_map,
     batchnorm_affine,
     compose,
     conv_map,
     diagonal_map,
     identity_map,
-    linear_map,
-    regroup,
     stack_maps,
     sum_maps,
 )
-from .capture import graph_level, shapes_are_guarded
-from .cost import CPU, GPU, TARGETS, ConvSignature, CostModel, ElementwiseSignature, PoolSignature, Target
+from .cost import CostModel
 from .ops import (
     Activation,
     Arithmetic,
@@ -69,77 +55,70 @@ from .ops import (
     dims,
     dtype_of,
     example_value,
+    has_hooks,
     op_kind,
     rank,
     static_shape,
     tensor_constant,
 )
-from .ops._graph import has_hooks
-from .pass_base import CostDecision, Match, Pass, PassResult, Refusal, Rewrite, module_path_of
+from .pass_base import CostDecision, Match, Pass, PassResult, Refusal, module_path_of
+from .patterns import Branch, Pattern, PatternError, PatternMatch, PatternPass, constant, named, sum_of
 from .rewriter import Rewriter
-from .shapes import propagate_shapes
 
 __all__ = [
-    "CPU",
-    "GPU",
-    "TARGETS",
+    # op views
     "Activation",
-    "AffineOp",
-    "AffineValue",
     "Arithmetic",
     "AvgPool",
     "BatchNorm",
     "BorderFill",
     "Cat",
     "Conv",
-    "ConvMap",
-    "ConvSignature",
-    "CostDecision",
-    "CostModel",
-    "ElementwiseSignature",
     "Identity",
     "Linear",
-    "Match",
     "MaxPool",
     "NoOp",
-    "NotExact",
     "Pad",
-    "Pass",
-    "PassResult",
-    "PoolSignature",
-    "Refusal",
-    "Region",
-    "Rewrite",
-    "Rewriter",
-    "Source",
-    "Target",
-    "affine",
-    "affine_op",
-    "algebra",
-    "avgpool_map",
-    "batchnorm_affine",
-    "compose",
-    "constant_value",
+    "has_hooks",
+    "op_kind",
+    # values and tensors
+    "AffineValue",
     "constant_nodes",
-    "conv_map",
-    "diagonal_map",
+    "constant_value",
     "dims",
     "dtype_of",
     "example_value",
-    "find_regions",
-    "graph_level",
-    "has_hooks",
-    "identity_map",
     "is_side_effect_only",
-    "linear_map",
-    "module_path_of",
-    "op_kind",
-    "propagate_shapes",
     "rank",
-    "shapes_are_guarded",
-    "regroup",
-    "stack_maps",
     "static_shape",
-    "sum_maps",
     "tensor_constant",
+    # kernel algebra
+    "ConvMap",
+    "NotExact",
+    "batchnorm_affine",
+    "compose",
+    "conv_map",
+    "diagonal_map",
+    "identity_map",
+    "stack_maps",
+    "sum_maps",
+    # rewriter, pass base and results, cost model, affine regions
+    "CostDecision",
+    "CostModel",
+    "Match",
+    "Pass",
+    "PassResult",
+    "Refusal",
+    "Rewriter",
+    "affine",
+    "module_path_of",
+    # patterns
+    "Branch",
+    "Pattern",
+    "PatternError",
+    "PatternMatch",
+    "PatternPass",
+    "constant",
+    "named",
+    "sum_of",
 ]

@@ -1,9 +1,13 @@
-"""fxrep's built-in passes use only the public pass API, and a failing pass is named in the error.
+"""fxrep's built-in passes use only the public pass API, the API is curated, and a failing pass is named.
 
 Every ``passes/*.py`` is parsed with ``ast``: from fxrep it may import only ``fxrep.pass_api``
 (``from fxrep import pass_api as api`` or ``import fxrep.pass_api``); besides that, relative imports
 within ``passes/``, the standard library, torch and networkx. So a custom pass written against
 ``fxrep.pass_api`` can do everything a built-in one does.
+
+The other direction: fxrep's own modules never import ``pass_api`` (they import from the module that
+defines a name), ``pass_api`` re-exports only names public in their own module, ``fxrep.patterns``
+imports no private module of another package, and ``docs/api.md`` lists every public name.
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ from torch import nn
 import fxrep
 from fxrep import pass_api as api
 
-PASSES = Path(__file__).resolve().parents[1] / "passes"
+ROOT = Path(__file__).resolve().parents[1]
+PASSES = ROOT / "passes"
+FXREP = ROOT / "fxrep"
 ALLOWED_PACKAGES = frozenset({"torch", "networkx", "__future__"}) | frozenset(sys.stdlib_module_names)
 RULE = ("passes may import from fxrep only the public pass API, as `from fxrep import pass_api as api` "
         "or `import fxrep.pass_api`")
@@ -102,6 +108,78 @@ def test_checker_names_file_line_and_import(source: str, expected: str | None):
         assert problems == []
     else:
         assert len(problems) == 1 and expected in problems[0], problems
+
+
+def _imported_modules(path: Path) -> list[tuple[int, str]]:
+    """(line, absolute module name) of every import in a module of fxrep, TYPE_CHECKING ones included."""
+    package = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = package.split(".")[:len(package.split(".")) - node.level + 1] if node.level else []
+            module = ".".join([*base, *([node.module] if node.module else [])])
+            found += [(node.lineno, f"{module}.{alias.name}") for alias in node.names]
+    return found
+
+
+def test_fxrep_modules_do_not_import_the_pass_api():
+    """Internal code imports a name from the module that defines it; ``pass_api`` is for passes and users."""
+    problems = [f"{path.relative_to(ROOT)}:{line}: imports {module}"
+                for path in sorted(FXREP.rglob("*.py")) if path.name != "pass_api.py"
+                for line, module in _imported_modules(path) if "pass_api" in module.split(".")]
+    assert not problems, "\n".join(problems)
+
+
+def test_patterns_import_no_private_module_of_another_package():
+    problems = [f"{path.relative_to(ROOT)}:{line}: imports {module}"
+                for path in sorted((FXREP / "patterns").glob("*.py"))
+                for line, module in _imported_modules(path)
+                if module.startswith("fxrep.") and not module.startswith("fxrep.patterns.")
+                and any(part.startswith("_") and part != "__future__" for part in module.split(".")[:-1])]
+    assert not problems, "\n".join(problems)
+
+
+PUBLIC_HOMES = ("fxrep.ops", "fxrep.algebra", "fxrep.affine", "fxrep.cost", "fxrep.patterns", "fxrep.pass_base",
+                "fxrep.rewriter")
+
+
+def test_the_pass_api_re_exports_only_names_public_in_their_own_module():
+    import importlib
+
+    homes = {name: importlib.import_module(name) for name in PUBLIC_HOMES}
+    for name in api.__all__:
+        value = getattr(api, name)
+        if name == "affine":
+            assert value is homes["fxrep.affine"]
+            continue
+        owners = [home for home, module in homes.items()
+                  if getattr(module, name, None) is value and name in getattr(module, "__all__", [name])]
+        assert owners, f"pass_api.{name} is not a public name of {', '.join(PUBLIC_HOMES)}"
+
+
+def test_the_pass_api_exports_exactly_its_all():
+    exported = {name for name in vars(api) if not name.startswith("_")}
+    assert exported == set(api.__all__)
+
+
+def _documented_names() -> dict[str, set[str]]:
+    """``{"fxrep": {...}, "fxrep.pass_api": {...}}``: the names docs/api.md lists, one ``- `name` `` line each."""
+    sections: dict[str, set[str]] = {}
+    current = None
+    for line in (ROOT / "docs" / "api.md").read_text().splitlines():
+        if line.startswith("## "):
+            current = "fxrep.pass_api" if "pass_api" in line else "fxrep" if "`fxrep`" in line else None
+        elif current and line.startswith("- `"):
+            sections.setdefault(current, set()).add(line[3:].split("`")[0].split("(")[0])
+    return sections
+
+
+def test_the_api_page_lists_every_public_name_once():
+    documented = _documented_names()
+    assert documented.get("fxrep.pass_api") == set(api.__all__)
+    assert documented.get("fxrep") == set(fxrep.__all__) - {"__version__"}
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Graphs too large for one picture: boxes grouped by module, an overview, and the parts it is cut into.
 
 A graph with more boxes than one picture holds (``max_nodes``) is cut along its module hierarchy
-(``node.meta["nn_module_stack"]``, read through `fxrep.pass_api.module_path_of`):
+(``node.meta["nn_module_stack"]``, read through `fxrep.pass_base.module_path_of`):
 
 - *Atoms*. From the root down, a module whose boxes fit in one picture is an atom: one box in the
   overview, labelled with its type and op counts. A module that does not fit is opened: its child
@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import networkx as nx
 from torch.fx import GraphModule
 
-from .. import pass_api as api
+from ..pass_base import module_path_of
 from .scene import CONTEXT, INPUT, OUTPUT, Box, Scene
 
 GROUP_PREFIX = "module:"
@@ -173,7 +173,7 @@ def _context(key: str, direction: str, label: str) -> Box:
 
 
 def _module_parts(box: Box) -> tuple[str, ...]:
-    path = api.module_path_of(box.node) if box.node is not None else ""
+    path = module_path_of(box.node) if box.node is not None else ""
     return tuple(part for part in path.split(".") if part)
 
 

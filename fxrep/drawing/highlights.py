@@ -23,7 +23,9 @@ from dataclasses import dataclass, field
 import networkx as nx
 from torch.fx import GraphModule
 
-from .. import pass_api as api
+from ..affine import AffineOp, affine_op, find_regions
+from ..ops import Conv
+from ..pass_base import CostDecision, Refusal, module_path_of
 from ..report import Report
 from .scene import Scene
 
@@ -120,10 +122,10 @@ def from_report(gm: GraphModule, scene: Scene, report: Report, renames: Mapping[
     return highlights
 
 
-def _add_regions(highlights: Highlights, scene: Scene, decisions: list[api.CostDecision],
+def _add_regions(highlights: Highlights, scene: Scene, decisions: list[CostDecision],
                  chains: Mapping[str, list[str]], renames: Mapping[str, str]) -> None:
     """One region per applied decision, largest first; a decision inside a drawn region adds a note line."""
-    matched: list[tuple[int, api.CostDecision, set[str]]] = []
+    matched: list[tuple[int, CostDecision, set[str]]] = []
     for index, decision in enumerate(d for d in decisions if d.applied):
         members = set(decision.members or (decision.node,))
         reached = set().union(*(_forward(m, renames) for m in members))
@@ -145,7 +147,7 @@ def _add_regions(highlights: Highlights, scene: Scene, decisions: list[api.CostD
         owner.update(dict.fromkeys(free, region))
 
 
-def _add_refusals(highlights: Highlights, scene: Scene, refusals: list[api.Refusal],
+def _add_refusals(highlights: Highlights, scene: Scene, refusals: list[Refusal],
                   chains: Mapping[str, list[str]]) -> None:
     """Number each distinct refusal, mark its box, and write its note (the first `MAX_FOOTNOTES`)."""
     seen: set[tuple[str, str]] = set()
@@ -174,11 +176,11 @@ def _add_refusals(highlights: Highlights, scene: Scene, refusals: list[api.Refus
 def from_linear_regions(gm: GraphModule, scene: Scene) -> Highlights:
     """The graph's own linear regions of two or more ops, as found by `fxrep.affine.find_regions`."""
     highlights = Highlights(region_legend="linear region")
-    for region in api.find_regions(gm).regions:
+    for region in find_regions(gm).regions:
         boxes = {scene.box_of[n.name] for n in region.nodes if n.name in scene.box_of}
         if len(region.nodes) < 2 or not boxes:
             continue
-        path = _common_path([api.module_path_of(n) for n in region.nodes])
+        path = _common_path([module_path_of(n) for n in region.nodes])
         title = f"{path}: " if path else ""
         highlights.regions.append(Region(boxes, f"{title}linear region, {len(region.nodes)} ops",
                                          colour=len(highlights.regions)))
@@ -209,7 +211,7 @@ def _absorb_linear_inputs(scene: Scene, regions: list[Region]) -> None:
 
 def _is_linear(node) -> bool:
     """Linear in its input; a conv counts even when its weight is computed (folded into a constant later)."""
-    return api.Conv.from_node(node) is not None or isinstance(api.affine_op(node), api.AffineOp)
+    return Conv.from_node(node) is not None or isinstance(affine_op(node), AffineOp)
 
 
 def _common_path(paths: list[str]) -> str:

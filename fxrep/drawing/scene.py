@@ -18,8 +18,22 @@ from dataclasses import dataclass, field
 import networkx as nx
 from torch.fx import GraphModule, Node
 
-from .. import pass_api as api
-from ..ops import target_name
+from ..affine import constant_nodes, is_side_effect_only
+from ..ops import (
+    Activation,
+    AvgPool,
+    BatchNorm,
+    BorderFill,
+    Cat,
+    Conv,
+    Linear,
+    MaxPool,
+    Pad,
+    example_value,
+    op_kind,
+    target_name,
+    view_of,
+)
 
 INPUT, OUTPUT, CHAIN = "input", "output", "chain"
 GROUP, MARKED_GROUP, CONTEXT = "group", "marked group", "context"
@@ -27,9 +41,9 @@ GROUP, MARKED_GROUP, CONTEXT = "group", "marked group", "context"
 outside the picture."""
 
 CATEGORY_OF_VIEW = {
-    api.Conv: "conv", api.Linear: "conv", api.BatchNorm: "batchnorm", api.Pad: "pad/pool",
-    api.AvgPool: "pad/pool", api.MaxPool: "pad/pool", api.BorderFill: "pad/pool", api.Cat: "cat",
-    api.Activation: "activation",
+    Conv: "conv", Linear: "conv", BatchNorm: "batchnorm", Pad: "pad/pool",
+    AvgPool: "pad/pool", MaxPool: "pad/pool", BorderFill: "pad/pool", Cat: "cat",
+    Activation: "activation",
 }
 CATEGORY_OF_ARITHMETIC = {"add": "add/sub", "sub": "add/sub", "neg": "add/sub", "mul": "mul/div", "div": "mul/div"}
 
@@ -70,8 +84,8 @@ def build_scene(gm: GraphModule) -> Scene:
     """The visible boxes and arrows of ``gm`` (see the module docstring); reads ``gm`` only."""
     nodes = list(gm.graph.nodes)
     has_inputs = any(n.op == "placeholder" for n in nodes)
-    constants = api.constant_nodes(gm) if has_inputs else {n for n in nodes if n.op == "get_attr"}
-    hidden = {n for n in nodes if n in constants or n.op == "get_attr" or api.is_side_effect_only(n)}
+    constants = constant_nodes(gm) if has_inputs else {n for n in nodes if n.op == "get_attr"}
+    hidden = {n for n in nodes if n in constants or n.op == "get_attr" or is_side_effect_only(n)}
     tuples = {n for n in nodes if n not in hidden and _returns_tuple(n)}
     hidden |= {n for n in nodes if _is_getitem(n) and n.args[0] in tuples and not _used(n)}
 
@@ -99,7 +113,7 @@ def describe(node: Node, producer: Node | None = None) -> tuple[str, str, tuple[
         return INPUT, INPUT, (f"input {node.name}",) + ((shape,) if shape else ())
     if node.op == "output":
         return OUTPUT, OUTPUT, ("output",)
-    kind = api.op_kind(node)
+    kind = op_kind(node)
     if kind is None:
         kind = target_name(producer if producer is not None else node)
         if producer is not None:
@@ -147,16 +161,16 @@ def collapse_chains(scene: Scene, group_of: Mapping[str, Hashable] | None = None
 
 
 def _detail(node: Node) -> str:
-    conv = api.Conv.from_node(node)
+    conv = Conv.from_node(node)
     if conv is not None:
         parts = ["x".join(map(str, conv.kernel_size))] if conv.kernel_size else []
         parts += _axes("s", conv.stride) + _axes("d", conv.dilation)
         parts += [f"g{conv.groups}"] if conv.groups != 1 else []
         return " " + " ".join(parts) if parts else ""
-    pool = api.AvgPool.from_node(node) or api.MaxPool.from_node(node)
+    pool = AvgPool.from_node(node) or MaxPool.from_node(node)
     if pool is not None:
         return " " + " ".join(["x".join(map(str, pool.kernel_size)), *_axes("s", pool.stride)])
-    pad = api.Pad.from_node(node)
+    pad = Pad.from_node(node)
     if pad is not None:
         widths = sorted({w for pair in pad.pads for w in pair})
         mode = "" if pad.mode == "constant" and pad.value == 0 else f" {pad.mode}"
@@ -173,10 +187,8 @@ def _axes(prefix: str, values: tuple[int, ...]) -> list[str]:
 def _category(node: Node, kind: str) -> str:
     if kind in CATEGORY_OF_ARITHMETIC:
         return CATEGORY_OF_ARITHMETIC[kind]
-    for view_type, category in CATEGORY_OF_VIEW.items():
-        if view_type.from_node(node) is not None:
-            return category
-    return "other"
+    view = view_of(node, tuple(CATEGORY_OF_VIEW))
+    return "other" if view is None else CATEGORY_OF_VIEW[type(view)]
 
 
 def _category_of_name(name: str) -> str:
@@ -189,7 +201,7 @@ def _category_of_name(name: str) -> str:
 
 
 def _shape_text(node: Node) -> str:
-    value = api.example_value(node)
+    value = example_value(node)
     if value is None:
         return ""
     shape = [str(d) for d in value.shape]
@@ -201,14 +213,14 @@ def _is_getitem(node: Node) -> bool:
 
 
 def _used(node: Node) -> bool:
-    return any(not api.is_side_effect_only(user) for user in node.users)
+    return any(not is_side_effect_only(user) for user in node.users)
 
 
 def _returns_tuple(node: Node) -> bool:
     """A node whose value is only read through getitem (ATen batch norm, split, max pool with indices)."""
     if node.op not in ("call_function", "call_module", "call_method") or _is_getitem(node):
         return False
-    users = [u for u in node.users if not api.is_side_effect_only(u)]
+    users = [u for u in node.users if not is_side_effect_only(u)]
     return bool(users) and all(_is_getitem(u) and u.args[0] is node for u in users)
 
 

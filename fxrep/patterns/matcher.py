@@ -16,20 +16,35 @@ which `PatternPass` records as a refusal; plain structural mismatches are not wo
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from torch.fx import Node
 
-from .. import pass_api as api
+from ..affine import is_side_effect_only
+from ..ops import constant_value
 from .graph_ops import describe_node
 from .match_result import Branch, PatternMatch
 from .op_shape import RUNTIME, OpShape, literal_matches, same_value
-from .terms import PRODUCT_OPS, SUM_OPS, flatten
+from .terms import PRODUCT_OPS, SUM_OPS, Terms, flatten
 
-if TYPE_CHECKING:
-    from .pattern import Pattern
+
+class CompiledPattern(Protocol):
+    """What the search reads of a compiled pattern; `fxrep.patterns.Pattern` is one.
+
+    Declared here so the matcher does not depend on `pattern.py`, which calls `search`.
+    """
+
+    parameters: Sequence[str]
+    root: Node
+    shapes: Mapping[Node, OpShape]
+    terms: Mapping[Node, Terms]
+    branch_patterns: Mapping[Node, CompiledPattern]
+
+    def role(self, node: Node) -> str:
+        """"wildcard", "constant", "named", "terms" or "op"."""
+        ...
 
 
 @dataclass
@@ -45,7 +60,7 @@ class Attempt:
 class _Scope:
     """Wildcard bindings of one pattern: the whole pattern, or one `sum_of` branch (``parent`` set)."""
 
-    pattern: Pattern
+    pattern: CompiledPattern
     bindings: dict[str, Any] = field(default_factory=dict)
     matched: dict[Node, Any] = field(default_factory=dict)
     parent: _Scope | None = None
@@ -53,13 +68,13 @@ class _Scope:
     """A branch's shared parameters: the pattern value in ``parent`` each one stands for."""
 
 
-def search(pattern: Pattern, root: Node, claimed: set[Node] | frozenset[Node]) -> Attempt:
+def search(pattern: CompiledPattern, root: Node, claimed: set[Node] | frozenset[Node]) -> Attempt:
     """Match ``pattern`` with its result at ``root``; nodes in ``claimed`` belong to earlier rewrites."""
     return _Search(pattern, claimed).run(root)
 
 
 class _Search:
-    def __init__(self, pattern: Pattern, claimed: set[Node] | frozenset[Node]) -> None:
+    def __init__(self, pattern: CompiledPattern, claimed: set[Node] | frozenset[Node]) -> None:
         self.pattern = pattern
         self.claimed = claimed
         self.trail: list[Callable[[], None]] = []
@@ -100,7 +115,7 @@ class _Search:
         for node in nodes:
             if node is root:
                 continue
-            users = [u for u in node.users if not api.is_side_effect_only(u) and u not in self.claimed]
+            users = [u for u in node.users if not is_side_effect_only(u) and u not in self.claimed]
             outside = [u.name for u in users if u not in inside]
             if outside:
                 verb = "is" if len(outside) == 1 else "are"
@@ -180,7 +195,7 @@ class _Search:
     def literal(self, p: Any, t: Any) -> bool:
         value = t
         if isinstance(t, Node):
-            value = api.constant_value(t)
+            value = constant_value(t)
             if value is None:
                 return self.fail(f"{t.name} is computed, where the pattern has the constant {_show(p)}", near=False)
         if same_value(p, value):
@@ -205,7 +220,7 @@ class _Search:
     def constant(self, scope: _Scope, name: str, t: Any) -> bool:
         value = t
         if isinstance(t, Node):
-            value = api.constant_value(t)
+            value = constant_value(t)
             if value is None:
                 return self.fail(f"{t.name} is computed from a graph input at run time, but the pattern needs "
                                  f"a constant {name}", near=True)
@@ -323,7 +338,7 @@ class _Search:
     def _absorbable(self, node: Node) -> bool:
         if node in self.claimed:
             return False
-        users = [u for u in node.users if not api.is_side_effect_only(u) and u not in self.claimed]
+        users = [u for u in node.users if not is_side_effect_only(u) and u not in self.claimed]
         return len(users) == 1
 
     def _interior(self, root: Node, group: str) -> list[Node]:

@@ -14,7 +14,8 @@ from typing import Any, Literal
 
 from torch.fx import GraphModule, Node
 
-from .. import pass_api as api
+from ..ops import Arithmetic
+from ..pass_base import Match
 from .markers import PatternError, SumOf, constant, named
 from .match_result import PatternMatch
 from .matcher import search
@@ -27,7 +28,7 @@ from .tracing import parameter_names, trace_function
 class Pattern:
     """A pattern function compiled for matching; see the module docstring.
 
-    ``Pattern(fn).match(node)`` answers ``api.Match.ok(PatternMatch)`` or ``api.Match.fail(reason)``;
+    ``Pattern(fn).match(node)`` answers ``Match.ok(PatternMatch)`` or ``Match.fail(reason)``;
     ``find(gm)`` lists the non-overlapping matches of a graph.
     """
 
@@ -52,10 +53,10 @@ class Pattern:
         return f"Pattern({self.name})"
 
     # ------------------------------------------------------------------ matching
-    def match(self, node: Node) -> api.Match:
+    def match(self, node: Node) -> Match:
         """Match the pattern's result at ``node``: ``Match.ok(PatternMatch)`` or ``Match.fail(reason)``."""
         attempt = search(self, node, frozenset())
-        return api.Match.ok(attempt.match) if attempt.match is not None else api.Match.fail(attempt.reason)
+        return Match.ok(attempt.match) if attempt.match is not None else Match.fail(attempt.reason)
 
     def find(self, gm: GraphModule) -> list[PatternMatch]:
         """Every match in ``gm``, in graph order; a node belongs to at most one match.
@@ -141,7 +142,7 @@ class Pattern:
             return None
         if node.target in (constant, named) or isinstance(node.target, SumOf):
             return None
-        view = api.Arithmetic.from_node(node)
+        view = Arithmetic.from_node(node)
         return None if view is None else OpShape(view.op, view.op, view.operands, {"alpha": view.alpha})
 
     def _selectivity(self, value: Any) -> int:

@@ -20,25 +20,28 @@ from typing import Any
 
 from torch.fx import GraphModule, Node
 
-from .. import pass_api as api
+from ..affine import is_side_effect_only
+from ..algebra import NotExact
+from ..pass_base import Match, Pass, PassResult
+from ..rewriter import Rewriter
 from .markers import PatternError
 from .match_result import PatternMatch
 from .matcher import search
 from .pattern import Pattern
 from .replacement import inline_function
 
-RewriteFunction = Callable[[PatternMatch, api.Rewriter], "Node | api.Match"]
-CheckFunction = Callable[[PatternMatch], "api.Match | bool"]
+RewriteFunction = Callable[[PatternMatch, Rewriter], "Node | Match"]
+CheckFunction = Callable[[PatternMatch], "Match | bool"]
 
 
 @dataclass(frozen=True)
-class PatternPass(api.Pass):
+class PatternPass(Pass):
     """Replace every match of ``pattern`` (see the module docstring).
 
     Give exactly one of ``replacement`` (a function of the pattern's wildcards, by name, traced and
-    inlined in the graph's form) and ``rewrite`` (``(match, rewriter) -> Node``, or ``api.Match.fail``
-    to refuse; raising `api.NotExact` refuses too). ``check(match)`` may refuse a match before anything
-    is emitted by returning False or ``api.Match.fail(reason)``.
+    inlined in the graph's form) and ``rewrite`` (``(match, rewriter) -> Node``, or ``Match.fail``
+    to refuse; raising `NotExact` refuses too). ``check(match)`` may refuse a match before anything
+    is emitted by returning False or ``Match.fail(reason)``.
     """
 
     name: str = "pattern"
@@ -57,9 +60,9 @@ class PatternPass(api.Pass):
         compiled = self.pattern if isinstance(self.pattern, Pattern) else Pattern(self.pattern)
         object.__setattr__(self, "compiled", compiled)
 
-    def __call__(self, gm: GraphModule) -> api.PassResult:
-        result = api.PassResult()
-        rewriter = api.Rewriter(gm)
+    def __call__(self, gm: GraphModule) -> PassResult:
+        result = PassResult()
+        rewriter = Rewriter(gm)
         claimed: set[Node] = set()
         for node in reversed(list(gm.graph.nodes)):
             if node in claimed or not _is_live(node, claimed):
@@ -78,34 +81,34 @@ class PatternPass(api.Pass):
         rewriter.finish()
         return result.absorb(rewriter)
 
-    def _apply(self, match: PatternMatch, rewriter: api.Rewriter) -> api.Match:
+    def _apply(self, match: PatternMatch, rewriter: Rewriter) -> Match:
         """Check, then emit the replacement: ``Match.ok(new_node)`` or ``Match.fail(reason)``."""
         try:
             if self.check is not None:
                 verdict = self.check(match)
                 if not verdict:
                     reason = getattr(verdict, "reason", "") or f"{self.name}'s check refused the match"
-                    return api.Match.fail(reason)
+                    return Match.fail(reason)
             if self.rewrite is not None:
                 new = self.rewrite(match, rewriter)
             else:
                 new = inline_function(self.replacement, match, rewriter)  # type: ignore[arg-type]
-        except api.NotExact as reason:
-            return api.Match.fail(str(reason))
-        if isinstance(new, api.Match):
+        except NotExact as reason:
+            return Match.fail(str(reason))
+        if isinstance(new, Match):
             if new.matched and isinstance(new.value, Node):
                 return new
-            return api.Match.fail(new.reason or f"{self.name}'s rewrite refused the match")
+            return Match.fail(new.reason or f"{self.name}'s rewrite refused the match")
         if not isinstance(new, Node):
             raise TypeError(f"{self.name}'s rewrite must return the node that replaces {match.root.name} "
-                            f"(or api.Match.fail(reason)), got {type(new).__name__}")
+                            f"(or Match.fail(reason)), got {type(new).__name__}")
         if new is match.root:
-            return api.Match.fail(f"{self.name}'s rewrite returned the matched node itself")
-        return api.Match.ok(new)
+            return Match.fail(f"{self.name}'s rewrite returned the matched node itself")
+        return Match.ok(new)
 
 
 def _is_live(node: Node, claimed: set[Node]) -> bool:
     """Whether ``node`` computes something still used (dead nodes are removed at the end anyway)."""
     if node.op in ("placeholder", "output", "get_attr"):
         return False
-    return any(not api.is_side_effect_only(user) and user not in claimed for user in node.users)
+    return any(not is_side_effect_only(user) and user not in claimed for user in node.users)

@@ -24,13 +24,14 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.fx import Graph, GraphModule, Node
 from torch.fx.experimental.proxy_tensor import make_fx
 
-from .. import pass_api as api
+from ..algebra import NotExact
+from ..rewriter import Rewriter
 from .markers import PatternError
 from .match_result import PatternMatch
 from .tracing import parameter_names, trace_function
 
 
-def inline_function(function: Callable[..., Any], match: PatternMatch, rewriter: api.Rewriter) -> Node:
+def inline_function(function: Callable[..., Any], match: PatternMatch, rewriter: Rewriter) -> Node:
     """Emit ``function(**wildcards)`` before ``match.root``; return the node holding its value."""
     names = parameter_names(function)
     missing = [name for name in names if name not in match]
@@ -82,7 +83,7 @@ def _trace_aten(function: Callable[..., Any], values: dict[str, Any], symbolic: 
         if isinstance(value, Node):
             example = value.meta.get("val")
             if not isinstance(example, torch.Tensor):
-                raise api.NotExact(f"the shape of {value.name} is unknown, so the replacement cannot be traced")
+                raise NotExact(f"the shape of {value.name} is unknown, so the replacement cannot be traced")
             return example
         return mode.from_tensor(value)
 
@@ -105,7 +106,7 @@ def _trace_aten(function: Callable[..., Any], values: dict[str, Any], symbolic: 
 
 
 def _copy_into(graph: Graph, constants: dict[str, torch.Tensor], inputs: dict[str, Any], like: Node,
-               rewriter: api.Rewriter, path: str) -> Node:
+               rewriter: Rewriter, path: str) -> Node:
     env: dict[Node, Any] = {}
     result: Any = None
     for node in graph.nodes:
@@ -127,7 +128,7 @@ def _copy_into(graph: Graph, constants: dict[str, torch.Tensor], inputs: dict[st
     return result
 
 
-def _map_arguments(arguments: Any, env: dict[Node, Any], rewriter: api.Rewriter, like: Node, path: str) -> Any:
+def _map_arguments(arguments: Any, env: dict[Node, Any], rewriter: Rewriter, like: Node, path: str) -> Any:
     """Traced arguments with nodes read from ``env`` and tensor literals registered as constants."""
 
     def convert(value: Any) -> Any:

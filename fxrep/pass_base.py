@@ -7,15 +7,26 @@ graph changed. Results say how often each rule fired, which candidates were refu
 
 `Match` is the value a matcher returns: a success carrying what was matched, or a failure carrying
 the reason, so refusals are recorded where they are found (``Match.fail("conv3 feeds 2 users")``).
+
+Every pass that rewrites runs the same skeleton (a `PassResult`, one `Rewriter`, ``finish``, then
+``absorb``): `Pass.rewrite_each` runs it around a function called on each node, `Pass.rewrite_graph`
+around a function of the whole graph::
+
+    def __call__(self, gm):
+        return self.rewrite_each(gm, self.fold)    # fold(node, rewriter) -> None | Match
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from torch.fx import GraphModule, Node
+
+if TYPE_CHECKING:
+    from .rewriter import Rewriter
 
 
 @dataclass(frozen=True)
@@ -76,7 +87,7 @@ class PassResult:
     def __bool__(self) -> bool:
         return self.modified
 
-    def absorb(self, rewriter: Any) -> PassResult:
+    def absorb(self, rewriter: Rewriter) -> PassResult:
         """Take over what a `Rewriter` did (changed or not, rule counts, rewrites); returns self."""
         self.modified = self.modified or rewriter.modified
         self.counts.update(rewriter.counts)
@@ -94,6 +105,39 @@ class Pass:
 
     def __call__(self, gm: GraphModule) -> PassResult:
         raise NotImplementedError(f"{type(self).__name__} must implement __call__(gm) -> PassResult")
+
+    @staticmethod
+    def rewrite_graph(gm: GraphModule, body: Callable[[Rewriter, PassResult], None]) -> PassResult:
+        """Run ``body(rewriter, result)`` with a fresh `Rewriter` on ``gm``, then finish it.
+
+        ``body`` edits the graph through ``rewriter`` and records refusals and decisions in
+        ``result``; afterwards the rewriter cleans up (`Rewriter.finish`) and ``result`` takes over
+        what it did (changed or not, rule counts, rewrites).
+        """
+        from .rewriter import Rewriter  # the rewriter builds on this module
+
+        result = PassResult()
+        rewriter = Rewriter(gm)
+        body(rewriter, result)
+        rewriter.finish()
+        return result.absorb(rewriter)
+
+    @staticmethod
+    def rewrite_each(gm: GraphModule, rewrite: Callable[[Node, Rewriter], Match | None],
+                     nodes: Iterable[Node] | None = None) -> PassResult:
+        """`rewrite_graph` calling ``rewrite(node, rewriter)`` on each node (default: all, in graph order).
+
+        ``rewrite`` returns None for a node that is no candidate, ``Match.ok(...)`` when it rewrote
+        it, and ``Match.fail(reason)`` to leave a candidate alone: that becomes a `Refusal` at the node.
+        The nodes are listed before the first call, so nodes it emits are not visited.
+        """
+        def body(rewriter: Rewriter, result: PassResult) -> None:
+            for node in list(gm.graph.nodes if nodes is None else nodes):
+                outcome = rewrite(node, rewriter)
+                if outcome is not None and not outcome:
+                    result.refuse(node, outcome.reason)
+
+        return Pass.rewrite_graph(gm, body)
 
 
 @dataclass(frozen=True)
@@ -117,10 +161,16 @@ class Match:
 
 
 def module_path_of(node: Node) -> str:
-    """The module a node came from (``layer1.0.conv1``), from its recorded module stack."""
+    """The module a node came from (``layer1.0.conv1``), from its recorded module stack ("" if none)."""
+    path = recorded_module_path(node)
+    return "" if path is None else path
+
+
+def recorded_module_path(node: Node) -> str | None:
+    """`module_path_of`, or None when ``node`` records no module (not even the root's ``""``)."""
     if node.op == "call_module":
         return str(node.target)
     stack = node.meta.get("nn_module_stack")
     if stack:
         return str(list(stack.values())[-1][0])
-    return ""
+    return None

@@ -16,6 +16,7 @@ from typing import Any
 from torch import nn
 from torch.fx import GraphModule
 
+from .lean.input_check import is_guards_call
 from .ops import op_kind, target_name
 from .pass_base import CostDecision, Refusal, Rewrite
 from .pass_manager import PipelineRun
@@ -37,10 +38,6 @@ class PassSummary:
     decisions: list[CostDecision] = field(default_factory=list)
     rewrites: list[Rewrite] = field(default_factory=list)
     seconds: float = 0.0
-
-    @property
-    def total_fired(self) -> int:
-        return sum(count for rule, count in self.fired.items() if rule != "regions") or self.fired.get("regions", 0)
 
 
 @dataclass
@@ -179,7 +176,7 @@ def count_ops(gm: GraphModule) -> Counter:
             continue
         kind = op_kind(node)
         if kind is None:
-            if node.op == "call_module" and str(node.target) == "_guards_fn":
+            if is_guards_call(node):
                 continue
             kind = target_name(node)
         counts[kind] += 1

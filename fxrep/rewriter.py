@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import operator
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -22,7 +22,7 @@ from torch.fx import GraphModule, Node
 
 from .algebra import ConvMap
 from .capture import graph_level
-from .pass_base import Rewrite, module_path_of
+from .pass_base import Rewrite, module_path_of, recorded_module_path
 from .shapes import propagate_shapes
 
 aten = torch.ops.aten
@@ -55,13 +55,7 @@ class Rewriter:
     # ------------------------------------------------------------------ names and constants
     def module_path(self, nodes: Iterable[Node]) -> str:
         """The innermost module path shared by ``nodes`` (from their recorded module stacks)."""
-        paths = []
-        for node in nodes:
-            stack = node.meta.get("nn_module_stack")
-            if node.op == "call_module":
-                paths.append(str(node.target).split("."))
-            elif stack:
-                paths.append(str(list(stack.values())[-1][0]).split("."))
+        paths = [path.split(".") for path in map(recorded_module_path, nodes) if path is not None]
         if not paths:
             return ""
         common: list[str] = []
@@ -90,14 +84,44 @@ class Rewriter:
         node.meta["val"] = value
         return node
 
+    def tensor_format(self, node: Node) -> tuple[torch.dtype, torch.device]:
+        """The dtype and device of the value ``node`` computes: its recorded example value, else the
+        parameters and buffers it reads (a called module's, or ``get_attr`` inputs)."""
+        value = node.meta.get("val")
+        if isinstance(value, torch.Tensor):
+            return value.dtype, value.device
+        for tensor in self._tensors_read(node):
+            return tensor.dtype, tensor.device
+        raise ValueError(f"no recorded value or parameters tell the dtype and device of {node.name}: "
+                         "pass dtype= and device=")
+
+    def _tensors_read(self, node: Node) -> Iterator[torch.Tensor]:
+        if node.op == "call_module":
+            module = self.gm.get_submodule(str(node.target))
+            yield from module.parameters()
+            yield from module.buffers()
+        for argument in node.all_input_nodes:
+            if argument.op == "get_attr":
+                value = _attribute(self.gm, str(argument.target))
+                if isinstance(value, torch.Tensor):
+                    yield value
+
     # ------------------------------------------------------------------ emitting ops
-    def conv(self, source: Node, conv: ConvMap, *, like: Node, path: str, dtype: torch.dtype,
-             device: torch.device, padding_mode: str = "zeros") -> Node:
+    def conv(self, source: Node, conv: ConvMap, *, like: Node, path: str | None = None,
+             dtype: torch.dtype | None = None, device: torch.device | None = None,
+             padding_mode: str = "zeros") -> Node:
         """Emit ``conv`` applied to ``source`` (a Linear for 0-d maps) before ``like``.
 
-        ``padding_mode`` other than zeros exists only for module-level graphs (an exported graph
-        has the padding as its own op).
+        The new op's parameters are named after ``path`` (default: ``like``'s module) and cast to
+        ``dtype`` on ``device`` (default: those of the value ``like`` computes, which the new op takes
+        over; see `tensor_format`). ``padding_mode`` other than zeros exists only for module-level
+        graphs (an exported graph has the padding as its own op).
         """
+        path = module_path_of(like) if path is None else path
+        if dtype is None or device is None:
+            like_dtype, like_device = self.tensor_format(like)
+            dtype = like_dtype if dtype is None else dtype
+            device = like_device if device is None else device
         conv = conv.to(dtype)
         if conv.nd == 0:
             return self.linear(source, conv.weight, conv.bias, like=like, path=path, device=device)
@@ -128,9 +152,13 @@ class Rewriter:
 
     def conv_transpose(self, source: Node, weight: torch.Tensor, bias: torch.Tensor | None, *, stride: Sequence[int],
                        padding: Sequence[int], output_padding: Sequence[int], groups: int, dilation: Sequence[int],
-                       like: Node, path: str) -> Node:
-        """Emit a transposed conv (weight ``(I, O / groups, *kernel)``) before ``like``."""
+                       like: Node, path: str | None = None) -> Node:
+        """Emit a transposed conv (weight ``(I, O / groups, *kernel)``, in its dtype and on its device) before ``like``.
+
+        Its parameters are named after ``path`` (default: ``like``'s module).
+        """
         nd = weight.dim() - 2
+        path = module_path_of(like) if path is None else path
         name = self.fresh_name(path, "reparam")
         if self.level == "module":
             module_type = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}[nd]
@@ -148,8 +176,14 @@ class Rewriter:
                 list(dilation))
         return self._insert(like, "call_function", target, args)
 
-    def linear(self, source: Node, weight: torch.Tensor, bias: torch.Tensor | None, *, like: Node, path: str,
-               device: torch.device) -> Node:
+    def linear(self, source: Node, weight: torch.Tensor, bias: torch.Tensor | None, *, like: Node,
+               path: str | None = None, device: torch.device | None = None) -> Node:
+        """Emit ``source @ weight.T + bias`` before ``like``, in ``weight``'s dtype, on ``device`` (default: ``weight``'s).
+
+        Its parameters are named after ``path`` (default: ``like``'s module).
+        """
+        path = module_path_of(like) if path is None else path
+        device = weight.device if device is None else device
         name = self.fresh_name(path, "reparam")
         weight = weight.to(device)
         bias = None if bias is None else bias.to(device)
@@ -284,6 +318,22 @@ class Rewriter:
         if not old.users:
             self.graph.erase_node(old)
 
+    def erase(self, node: Node, rule: str | None = None) -> None:
+        """Delete ``node``, which no other node uses (an assertion proved to hold); count ``rule`` if given."""
+        if node.users:
+            raise ValueError(f"{node.name} still has users: {', '.join(u.name for u in node.users)}")
+        self.graph.erase_node(node)
+        self.changed = True
+        if rule is not None:
+            self.counts[rule] += 1
+
+    def set_module(self, target: str, module: nn.Module, rule: str | None = None) -> None:
+        """Make the ``call_module`` nodes of ``target`` call ``module`` (which computes the same); count ``rule``."""
+        self.gm.add_submodule(target, module)
+        self.changed = True
+        if rule is not None:
+            self.counts[rule] += 1
+
     def current(self, node: Node) -> Node:
         """The node holding ``node``'s value now (following every `replace` since this rewriter began)."""
         seen = set()
@@ -371,6 +421,12 @@ def _freeze(module: nn.Module, weight: torch.Tensor, bias: torch.Tensor | None) 
     module.weight = nn.Parameter(weight.detach().clone(), requires_grad=False)
     if bias is not None:
         module.bias = nn.Parameter(bias.detach().clone(), requires_grad=False)
+
+
+def _attribute(gm: GraphModule, qualified_name: str) -> Any:
+    owner_path, _, attr = qualified_name.rpartition(".")
+    owner = gm.get_submodule(owner_path) if owner_path else gm
+    return getattr(owner, attr)
 
 
 def _has_attribute(gm: GraphModule, qualified_name: str) -> bool:

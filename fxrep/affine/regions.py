@@ -23,6 +23,7 @@ import networkx as nx
 import torch
 from torch.fx import GraphModule, Node
 
+from ..lean.input_check import is_guards_call
 from .ops import AffineOp, LayoutOp, affine_op
 
 _SIDE_EFFECT_TARGETS = (
@@ -99,7 +100,7 @@ def is_side_effect_only(node: Node) -> bool:
     """Assertion-like nodes that read a tensor without using its value (ignored as users)."""
     if node.op == "call_function" and node.target in _SIDE_EFFECT_TARGETS:
         return True
-    return node.op == "call_module" and str(node.target) == "_guards_fn"
+    return is_guards_call(node)
 
 
 def find_regions(gm: GraphModule, allow: Callable[[AffineOp], bool] | None = None) -> RegionAnalysis:

@@ -34,8 +34,14 @@ from ..errors import InputShapeError
 
 ERROR_FUNCTION = "fxrep_input_shape_error"
 GUARDS_MODULE = "_guards_fn"
+"""The submodule through which a ``torch.export`` graph checks its input sizes on every call."""
 
 Dimension = int | str  # a static size, or the name of a dynamic one
+
+
+def is_guards_call(node: Node) -> bool:
+    """Whether ``node`` calls torch.export's input-guard submodule (`GUARDS_MODULE`): it computes nothing."""
+    return node.op == "call_module" and str(node.target) == GUARDS_MODULE
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,15 @@
 """Fold an inference-mode BatchNorm into the conv or Linear next to it.
 
-BatchNorm with running statistics is ``a * x + c`` per channel (`fxrep.algebra.batchnorm_affine`).
+BatchNorm with running statistics is ``a * x + c`` per channel (`fxrep.algebra.batchnorm_affine`);
+the folding is `fxrep.algebra.batchnorm` (the same functions fold a BatchNorm inside a linear region):
 
 - conv / Linear / transposed conv, then BN: scale the producer's output channels,
-  ``W' = a W``, ``b' = a b + c``. Always exact, whatever the producer's padding mode.
+  ``W' = a W``, ``b' = a b + c`` (`fold_into_outputs`, on weight axis 1 for a transposed conv).
+  Always exact, whatever the producer's padding mode.
 - BN, then conv / Linear: scale the consumer's input channels, ``W'[o, i] = W[o, i] a[i]``,
-  ``b' = b + sum_{i,t} W[o, i, t] c[i]``. Exact for a Linear, and for a conv that reads no zero
-  padding or when ``c == 0`` (a padded border would see ``c`` in the original but 0 after folding).
+  ``b' = b + sum_{i,t} W[o, i, t] c[i]`` (`fold_into_inputs`). Exact for a Linear, and for a conv
+  that reads no zero padding or when ``c == 0`` (a padded border would see ``c`` in the original but
+  0 after folding).
 - BatchNorm1d and Linear fold only when the tensor is known to be (N, C): on (N, L, C) a
   BatchNorm1d normalises L, not the Linear's features.
 
@@ -33,24 +36,21 @@ class FoldBatchNorm(api.Pass):
     name: ClassVar[str] = "fold_batchnorm"
 
     def __call__(self, gm: GraphModule) -> api.PassResult:
-        result = api.PassResult()
-        rewriter = api.Rewriter(gm)
-        for node in list(gm.graph.nodes):
-            bn = api.BatchNorm.from_node(node)
-            if bn is None:
-                continue
-            try:
-                scale, shift = bn.affine()
-            except api.NotExact as reason:
-                result.refuse(node, str(reason))
-                continue
-            match = _fold_into_producer(bn, scale, shift, rewriter)
-            if not match:
-                match = _fold_into_consumer(bn, scale, shift, rewriter, previous=match.reason)
-            if not match:
-                result.refuse(node, match.reason)
-        rewriter.finish()
-        return result.absorb(rewriter)
+        return self.rewrite_each(gm, _fold)
+
+
+def _fold(node: Node, rewriter: api.Rewriter) -> api.Match | None:
+    bn = api.BatchNorm.from_node(node)
+    if bn is None:
+        return None
+    try:
+        scale, shift = bn.affine()
+    except api.NotExact as reason:
+        return api.Match.fail(str(reason))
+    match = _fold_into_producer(bn, scale, shift, rewriter)
+    if not match:
+        match = _fold_into_consumer(bn, scale, shift, rewriter, previous=match.reason)
+    return match
 
 
 def _users(node: Node) -> list[Node]:
@@ -81,6 +81,7 @@ def _fold_into_producer(bn: api.BatchNorm, scale: torch.Tensor, shift: torch.Ten
         # the padding mode does not matter here: the BN scales the conv's output
         conv_map = api.conv_map(conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation, conv.groups)
         folded = api.compose(api.diagonal_map(scale, shift, conv_map.nd), conv_map)
+        # the folded op keeps the producer's name and precision (it replaces the BN's value)
         new = rewriter.conv(conv.input, folded, like=bn.node, path=path, dtype=conv.weight.dtype,
                             device=conv.weight.device, padding_mode=conv.padding_mode)
     else:
@@ -96,17 +97,14 @@ def _fold_into_producer(bn: api.BatchNorm, scale: torch.Tensor, shift: torch.Ten
 
 def _fold_into_transposed(bn: api.BatchNorm, conv: api.Conv, scale: torch.Tensor, shift: torch.Tensor,
                           rewriter: api.Rewriter, path: str) -> api.Match:
-    """``W'[i, j] = W[i, j] a[g(i) * O_g + j]``, ``b' = a b + c`` for weight ``(I, O / g, *k)``."""
-    weight = conv.weight.to(torch.float64)
-    groups = conv.groups
-    in_per_group = weight.shape[0] // groups
-    per_group = scale.reshape(groups, 1, -1, *([1] * (weight.dim() - 2)))
-    folded = (weight.reshape(groups, in_per_group, *weight.shape[1:]) * per_group).reshape(weight.shape)
+    """The transposed conv's output channels are on weight axis 1: ``W'[i, j] = W[i, j] a[g(i) O_g + j]``."""
     bias = conv.bias.to(torch.float64) if conv.bias is not None else torch.zeros_like(scale)
+    weight, bias = api.fold_into_outputs(conv.weight.to(torch.float64), bias, scale, shift, axis=1,
+                                          groups=conv.groups)
     new = rewriter.conv_transpose(
-        conv.input, folded.to(conv.weight.dtype), (scale * bias + shift).to(conv.weight.dtype),
+        conv.input, weight.to(conv.weight.dtype), bias.to(conv.weight.dtype),
         stride=conv.stride, padding=tuple(lo for lo, _ in conv.padding), output_padding=conv.output_padding,
-        groups=groups, dilation=conv.dilation, like=bn.node, path=path)
+        groups=conv.groups, dilation=conv.dilation, like=bn.node, path=path)
     rewriter.replace(bn.node, new, "fold_batchnorm")
     return api.Match.ok(new)
 
@@ -119,20 +117,16 @@ def _fold_into_consumer(bn: api.BatchNorm, scale: torch.Tensor, shift: torch.Ten
     consumer = users[0]
     conv = api.Conv.from_node(consumer)
     linear = api.Linear.from_node(consumer) if conv is None else None
-    path = api.module_path_of(consumer)
     try:
         if conv is not None and conv.input is bn.node:
             consumer_map = conv.conv_map()
             folded = api.compose(consumer_map, api.diagonal_map(scale, shift, consumer_map.nd))
-            new = rewriter.conv(bn.input, folded, like=consumer, path=path, dtype=conv.weight.dtype,
-                                device=conv.weight.device)
         elif linear is not None and linear.input is bn.node and api.rank(bn.node) == 2:
             folded = api.compose(linear.linear_map(), api.diagonal_map(scale, shift, 0))
-            new = rewriter.conv(bn.input, folded, like=consumer, path=path, dtype=linear.weight.dtype,
-                                device=linear.weight.device)
         else:
             return api.Match.fail(previous)
     except api.NotExact as reason:
         return api.Match.fail(f"{previous}; folding forward into {consumer.name}: {reason}")
+    new = rewriter.conv(bn.input, folded, like=consumer)  # the consumer's name, dtype and device
     rewriter.replace(consumer, new, "fold_batchnorm")
     return api.Match.ok(new)

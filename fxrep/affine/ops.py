@@ -89,6 +89,13 @@ class ConvOp(AffineOp):
 
 @dataclass(frozen=True, eq=False)
 class BatchNormOp(AffineOp):
+    """An inference BatchNorm, ``a * x + c`` per channel (`fxrep.algebra.batchnorm_affine`).
+
+    Applied to a value it scales the output channels of every map in it and shifts its bias
+    (`AffineValue.scale` / `shift`, i.e. `fxrep.algebra.fold_into_outputs`), the same algebra as the
+    `FoldBatchNorm` pass, so both fire the one rule ``fold_batchnorm``.
+    """
+
     scale: torch.Tensor
     shift: torch.Tensor
     view: BatchNorm
@@ -148,9 +155,9 @@ class PointwiseOp(AffineOp):
             _check_per_channel(self.constant, value)
         before = value
         if self.scale is not None:
-            value = value.scale(_per_channel(self.scale, value))
+            value = value.scale(_per_channel(self.scale))
         if self.shift is not None:
-            value = value.shift(_per_channel(self.shift, value))
+            value = value.shift(_per_channel(self.shift))
         return _with_rule(value, before, self.rule)
 
 
@@ -453,7 +460,7 @@ def _changes_dtype(node: Node) -> bool:
     return out is not None and any(d is not None and d != out for d in inputs)
 
 
-def _per_channel(constant: torch.Tensor, value: AffineValue) -> torch.Tensor:
+def _per_channel(constant: torch.Tensor) -> torch.Tensor:
     """A broadcastable constant as a 0-d tensor or one number per channel, shape (C,)."""
     constant = constant.to(torch.float64)
     return constant.reshape(()) if constant.numel() == 1 else constant.reshape(-1)

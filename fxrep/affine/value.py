@@ -51,6 +51,7 @@ from ..algebra import (
     diagonal_map,
     extend_padding,
     extension_is_constant,
+    fold_into_outputs,
     identity_map,
     propagate_bias,
     regroup,
@@ -228,8 +229,11 @@ class AffineValue:
         factor = factor.to(torch.float64)
         self._check_per_channel(factor, "scale")
         per_channel = factor.expand(self.channels)
-        terms = tuple((s, m if m.weight.is_meta else replace(m, weight=m.weight * _out_shape(per_channel, m)))
-                      for s, m in self.terms)
+
+        def scaled(m: ConvMap) -> ConvMap:
+            return m if m.weight.is_meta else replace(m, weight=fold_into_outputs(m.weight, None, per_channel, None)[0])
+
+        terms = tuple((s, scaled(m)) for s, m in self.terms)
         ring = None if self.ring is None else self.ring.map_values(lambda v: v * per_channel)
         return replace(self, terms=terms, bias=self.bias * per_channel, ring=ring)
 
@@ -477,10 +481,6 @@ def _composed(layout: Sequence[LayoutStep]) -> tuple[int, ...]:
     for step in layout:
         order = tuple(order[i] for i in step.permutation)
     return order
-
-
-def _out_shape(per_channel: torch.Tensor, conv: ConvMap) -> torch.Tensor:
-    return per_channel.reshape(-1, *([1] * (conv.weight.dim() - 1)))
 
 
 def _close_mask(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -4,7 +4,7 @@ Everything is computed in float64 on `ConvMap` values; casting back to the model
 emitter's job. A rewrite that would not be exact raises `NotExact` with a readable reason.
 """
 
-from .batchnorm import batchnorm_affine
+from .batchnorm import batchnorm_affine, fold_into_inputs, fold_into_outputs, input_response
 from .borders import extend_padding, extension_is_constant
 from .conv_map import (
     ConvMap,
@@ -35,7 +35,10 @@ __all__ = [
     "diagonal_map",
     "extend_padding",
     "extension_is_constant",
+    "fold_into_inputs",
+    "fold_into_outputs",
     "identity_map",
+    "input_response",
     "is_shape_only",
     "linear_map",
     "normalize_padding",

@@ -73,10 +73,6 @@ class ConvMap:
     def kernel_size(self) -> tuple[int, ...]:
         return tuple(self.weight.shape[2:])
 
-    @property
-    def is_depthwise(self) -> bool:
-        return self.groups > 1 and self.groups == self.in_channels == self.out_channels
-
     @cached_property
     def is_diagonal(self) -> bool:
         """Per-channel scaling: depthwise, 1x..x1 kernel, no stride, dilation or padding."""

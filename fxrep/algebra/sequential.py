@@ -26,6 +26,7 @@ from collections.abc import Sequence
 
 import torch
 
+from .batchnorm import fold_into_inputs, fold_into_outputs, input_response
 from .borders import extension_is_constant
 from .conv_map import ConvMap
 from .errors import NotExact
@@ -94,35 +95,21 @@ def compose_kernels(outer: ConvMap, inner: ConvMap) -> ConvMap:
 
 
 def _scale_outputs(inner: ConvMap, outer: ConvMap) -> ConvMap:
-    """Diagonal ``outer`` (per-channel ``a``, ``c``): ``W = a W1``, ``b = a b1 + c`` (no dense expansion)."""
-    scale = outer.weight.reshape(-1)
-    if is_shape_only(inner):
-        weight = inner.weight  # same shape; the entries are unknown anyway
-    else:
-        weight = inner.weight * scale.reshape(-1, *([1] * (inner.weight.dim() - 1)))
-    bias = None if inner.bias is None else inner.bias * scale
-    if outer.bias is not None:
-        bias = outer.bias if bias is None else bias + outer.bias
+    """Diagonal ``outer`` (per-channel ``a``, ``c``): ``W = a W1``, ``b = a b1 + c`` (`fold_into_outputs`)."""
+    weight, bias = fold_into_outputs(inner.weight, inner.bias, outer.weight.reshape(-1), outer.bias)
     return ConvMap(weight, bias, inner.stride, inner.padding, inner.dilation, inner.groups, uniform=inner.uniform)
 
 
 def _scale_inputs(outer: ConvMap, inner: ConvMap) -> ConvMap:
-    """Diagonal ``inner`` (per-channel ``a``, ``c``): ``W[o, m] = W2[o, m] a[m]``, bias via `propagate_bias`."""
-    scale = inner.weight.reshape(-1)
-    groups = outer.groups
-    per_group = outer.weight.reshape(groups, outer.out_channels // groups, *outer.weight.shape[1:])
-    scale = scale.reshape(groups, 1, -1, *([1] * outer.nd))
-    weight = outer.weight if is_shape_only(outer) else (per_group * scale).reshape(outer.weight.shape)
-    bias = outer.bias if inner.bias is None else propagate_bias(outer, inner.bias)
-    return ConvMap(weight, bias, outer.stride, outer.padding, outer.dilation, groups, uniform=outer.uniform)
+    """Diagonal ``inner`` (per-channel ``a``, ``c``): `fold_into_inputs`, ``W[o, m] = W2[o, m] a[m]``."""
+    weight, bias = fold_into_inputs(outer.weight, outer.bias, inner.weight.reshape(-1), inner.bias,
+                                    groups=outer.groups)
+    return ConvMap(weight, bias, outer.stride, outer.padding, outer.dilation, outer.groups, uniform=outer.uniform)
 
 
 def propagate_bias(outer: ConvMap, bias: torch.Tensor) -> torch.Tensor:
     """``outer`` applied to a constant per-channel input ``bias``: ``b2 + sum_{m,t} W2[o, m, t] bias[m]``."""
-    groups = outer.groups
-    w2 = outer.weight.reshape(groups, outer.out_channels // groups, *outer.weight.shape[1:])
-    summed = w2.sum(dim=tuple(range(3, w2.dim()))) if outer.nd else w2
-    passed = torch.einsum("gom,gm->go", summed, bias.reshape(groups, -1)).reshape(-1)
+    passed = input_response(outer.weight, bias, outer.groups)
     return passed if outer.bias is None else passed + outer.bias
 
 

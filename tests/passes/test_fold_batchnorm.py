@@ -88,3 +88,33 @@ def test_fold_is_idempotent():
     model = randomized(nn.Sequential(nn.Conv2d(4, 4, 3), nn.BatchNorm2d(4)))
     gm, first = fold(model, X, "export")
     assert first.modified and not FoldBatchNorm()(gm).modified
+
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("layer", [nn.Conv2d(4, 6, 3, padding=1, groups=2), nn.Linear(10, 6)], ids=["conv", "linear"])
+def test_the_pass_and_a_linear_region_fold_the_same_numbers(level, layer):
+    """One BatchNorm algebra (fxrep.algebra.batchnorm): both fire ``fold_batchnorm``, bit for bit."""
+    from fxrep.passes import CollapseLinearRegions
+
+    bn = nn.BatchNorm2d(6) if isinstance(layer, nn.Conv2d) else nn.BatchNorm1d(6)
+    model = randomized(nn.Sequential(layer, bn))
+    x = X if isinstance(layer, nn.Conv2d) else torch.randn(3, 10)
+    by_pass, by_region = captured(model, x, level=level), captured(model, x, level=level)
+    assert FoldBatchNorm()(by_pass).counts["fold_batchnorm"] == 1
+    assert CollapseLinearRegions()(by_region).counts["fold_batchnorm"] == 1
+    folded = [list(gm.state_dict().values()) for gm in (by_pass, by_region)]
+    assert len(folded[0]) == len(folded[1]) == 2
+    assert all(torch.equal(a, b) for a, b in zip(*folded, strict=True))
+
+
+def test_folds_in_a_module_graph_without_recorded_shapes():
+    """No example inputs: the new ops take their dtype and device from the modules they replace."""
+    from fxrep.capture import capture
+
+    model = randomized(nn.Sequential(nn.Conv2d(4, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(),
+                                     nn.BatchNorm2d(6), nn.Conv2d(6, 4, 1))).double()
+    gm = capture(model, None, method="symbolic_trace").graph_module
+    result = FoldBatchNorm()(gm)
+    assert result.counts["fold_batchnorm"] == 2 and ops(gm)["batchnorm"] == 0
+    assert {p.dtype for p in gm.parameters()} == {torch.float64}
+    assert_equivalent(model, gm, X.double())

@@ -42,35 +42,35 @@ class EvaluateConstantSubgraphs(api.Pass):
     name: ClassVar[str] = "evaluate_constant_subgraphs"
 
     def __call__(self, gm: GraphModule) -> api.PassResult:
-        result = api.PassResult()
-        rewriter = api.Rewriter(gm)
-        for node in list(gm.graph.nodes):
-            if node.op == "call_module":
-                _plain_module(gm, node, rewriter, result)
-        for node in list(gm.graph.nodes):
-            if api.is_side_effect_only(node) and node.op == "call_function" and all(
-                    i.op == "get_attr" for i in node.all_input_nodes):
-                gm.graph.erase_node(node)  # a metadata assertion on a constant always holds
-                rewriter.count("drop_constant_assertions")
-        constants = api.constant_nodes(gm)
-        foldable: set[Node] = set()
-        for node in gm.graph.nodes:  # graph order: inputs are decided before their users
-            if node in constants and node.op != "get_attr" and not _is_random(gm, node) and all(
-                    i in foldable or i.op == "get_attr" for i in node.all_input_nodes):
-                foldable.add(node)
-        frontier = [n for n in gm.graph.nodes if n in foldable and any(u not in foldable for u in n.users)]
-        if frontier:
-            values = _evaluate(gm, foldable)
-            path_of = api.module_path_of
-            for node in frontier:
-                value = values[node]
-                if not isinstance(value, torch.Tensor):
-                    continue
-                name = rewriter.fresh_name(path_of(node), f"{node.name}_folded")
-                constant = rewriter.constant(value, name, before=node)
-                rewriter.replace(node, constant, "evaluate_constants")
-        rewriter.finish()
-        return result.absorb(rewriter)
+        return self.rewrite_graph(gm, _evaluate_constants)
+
+
+def _evaluate_constants(rewriter: api.Rewriter, result: api.PassResult) -> None:
+    gm = rewriter.gm
+    for node in list(gm.graph.nodes):
+        if node.op == "call_module":
+            _plain_module(gm, node, rewriter)
+    for node in list(gm.graph.nodes):
+        if api.is_side_effect_only(node) and node.op == "call_function" and all(
+                i.op == "get_attr" for i in node.all_input_nodes):
+            rewriter.erase(node, "drop_constant_assertions")  # a metadata assertion on a constant always holds
+    constants = api.constant_nodes(gm)
+    foldable: set[Node] = set()
+    for node in gm.graph.nodes:  # graph order: inputs are decided before their users
+        if node in constants and node.op != "get_attr" and not _is_random(gm, node) and all(
+                i in foldable or i.op == "get_attr" for i in node.all_input_nodes):
+            foldable.add(node)
+    frontier = [n for n in gm.graph.nodes if n in foldable and any(u not in foldable for u in n.users)]
+    if not frontier:
+        return
+    values = _evaluate(gm, foldable)
+    for node in frontier:
+        value = values[node]
+        if not isinstance(value, torch.Tensor):
+            continue
+        name = rewriter.fresh_name(api.module_path_of(node), f"{node.name}_folded")
+        constant = rewriter.constant(value, name, before=node)
+        rewriter.replace(node, constant, "evaluate_constants")
 
 
 def _is_random(gm: GraphModule, node: Node) -> bool:
@@ -96,7 +96,7 @@ def _evaluate(gm: GraphModule, nodes: set[Node]) -> dict[Node, object]:
     return {node: interpreter.env[node] for node in nodes}
 
 
-def _plain_module(gm: GraphModule, node: Node, rewriter: api.Rewriter, result: api.PassResult) -> None:
+def _plain_module(gm: GraphModule, node: Node, rewriter: api.Rewriter) -> None:
     """Swap a parametrised / weight-normed leaf module for a plain copy with the evaluated tensors."""
     module = gm.get_submodule(str(node.target))
     hooks = [h for h in module._forward_pre_hooks.values() if _is_norm_hook(h)]
@@ -111,22 +111,23 @@ def _plain_module(gm: GraphModule, node: Node, rewriter: api.Rewriter, result: a
                 torch.nn.utils.remove_spectral_norm(plain, hook.name)
     for tensor in plain.parameters(recurse=False):
         tensor.requires_grad_(False)
-    gm.add_submodule(str(node.target), plain)
-    rewriter.count("remove_parametrization")
+    rewriter.set_module(str(node.target), plain, "remove_parametrization")
 
 
 def _without_parametrizations(module: nn.Module) -> nn.Module:
-    """A copy of a parametrised module as its original class, holding the evaluated tensors.
+    """A new module of the class ``module`` had before it was parametrised, holding the evaluated tensors.
 
-    ``parametrize.remove_parametrizations`` must not be used on a copy: the copy shares its
-    dynamically created class with the original, and removal deletes the property from that class,
-    breaking the caller's module.
+    It is built from a deep copy of ``module``'s state (the copy protocol: ``__new__``, then
+    ``__setstate__``), without the parametrizations. ``parametrize.remove_parametrizations`` must not
+    be used on a copy: the copy shares its dynamically created class with the original, and removal
+    deletes the property from that class, breaking the caller's module.
     """
     with torch.no_grad():
         values = {name: getattr(module, name).detach().clone() for name in module.parametrizations.keys()}
-    plain = copy.deepcopy(module)
-    plain.__class__ = type(module).__bases__[0]
-    del plain._modules["parametrizations"]
+    plain_class = parametrize.type_before_parametrizations(module)
+    plain = plain_class.__new__(plain_class)
+    plain.__setstate__(copy.deepcopy(vars(module), {id(module): plain}))
+    del plain.parametrizations
     for name, value in values.items():
         plain.register_parameter(name, nn.Parameter(value, requires_grad=False))
     return plain

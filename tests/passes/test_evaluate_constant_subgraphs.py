@@ -69,3 +69,20 @@ def test_parametrized_modules_of_the_caller_keep_working():
     gm = captured(model, X, level="symbolic_trace")
     EvaluateConstantSubgraphs()(gm)
     torch.testing.assert_close(model(X), expected)  # its class still computes the weight
+
+
+@pytest.mark.parametrize("make", [lambda: parametrizations.weight_norm(nn.Conv2d(4, 4, 3, padding=1)),
+                                  lambda: parametrizations.orthogonal(nn.Linear(8, 8))], ids=["conv", "linear"])
+def test_a_parametrized_module_becomes_a_new_module_of_its_own_class(make):
+    from torch.nn.utils import parametrize
+
+    model = nn.Sequential(make()).eval()
+    original_class = type(model[0])
+    gm = captured(model, X, level="symbolic_trace")
+    result = EvaluateConstantSubgraphs()(gm)
+    plain = gm.get_submodule("0")
+    assert result.counts["remove_parametrization"] == 1
+    assert type(plain) is parametrize.type_before_parametrizations(model[0]) and not parametrize.is_parametrized(plain)
+    assert type(model[0]) is original_class and parametrize.is_parametrized(model[0])  # the caller's is untouched
+    assert not any(p.requires_grad for p in plain.parameters())
+    assert_equivalent(model, gm, X, tolerance=1e-6)

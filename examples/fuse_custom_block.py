@@ -74,23 +74,21 @@ class FuseMixtureConv(api.Pass):
     name: ClassVar[str] = "fuse_mixture_conv"
 
     def __call__(self, gm: GraphModule) -> api.PassResult:
-        result = api.PassResult()
-        rewriter = api.Rewriter(gm)
-        for node in list(gm.graph.nodes):
-            block = _mixture_block(gm, node)
-            if block is None:
-                continue
-            merged = merged_kernel(block, node)
-            if not merged:
-                result.refuse(node, merged.reason)
-                continue
-            (source,) = node.args
-            weight = block.branches[0].weight
-            new = rewriter.conv(source, merged.value, like=node, path=api.module_path_of(node),
-                                dtype=weight.dtype, device=weight.device)
-            rewriter.replace(node, new, "fuse_mixture_conv")
-        rewriter.finish()
-        return result.absorb(rewriter)
+        return self.rewrite_each(gm, _fuse)
+
+
+def _fuse(node: Node, rewriter: api.Rewriter) -> api.Match | None:
+    """The one conv a ``MixtureConv`` call equals, in its place (None for other nodes)."""
+    block = _mixture_block(rewriter.gm, node)
+    if block is None:
+        return None
+    merged = merged_kernel(block, node)
+    if not merged:
+        return merged  # refused, with the algebra's reason
+    (source,) = node.args
+    new = rewriter.conv(source, merged.value, like=node)  # named after the block, in its dtype and device
+    rewriter.replace(node, new, "fuse_mixture_conv")
+    return api.Match.ok(new)
 
 
 def _mixture_block(gm: GraphModule, node: Node) -> MixtureConv | None:

@@ -40,16 +40,7 @@ from torch.fx import GraphModule
 
 from .errors import CaptureError, InvalidModelError
 from .functionalize import UnsafeMutation, functionalize_inplace
-from .graph_facts import (  # noqa: F401  (the keys: still importable from here until every reader uses facts())
-    GUARDED_KEY,
-    INPUT_GUARDS_KEY,
-    LEVEL_KEY,
-    RANGES_KEY,
-    GraphLevel,
-    facts,
-    record_export_constraints,
-    record_level,
-)
+from .graph_facts import facts, record_export_constraints, record_level
 from .shapes import propagate_shapes
 
 CaptureMethod = Literal["auto", "export", "symbolic_trace"]
@@ -133,16 +124,6 @@ def capture(model: nn.Module, example_inputs: tuple[Any, ...] | None = None, *,
         notes = [f"{failed} failed ({reason}); fell back to {_describe(name)}" for failed, reason in attempts]
         return Capture(gm, _describe(name), notes)
     raise CaptureError(attempts, _advice(example_inputs is not None, order))
-
-
-def graph_level(gm: GraphModule) -> GraphLevel:
-    """``facts(gm).level`` (`fxrep.graph_facts`); kept for the modules that still import it from here."""
-    return facts(gm).level
-
-
-def shapes_are_guarded(gm: GraphModule) -> bool:
-    """``facts(gm).shapes_guarded`` (`fxrep.graph_facts`); kept for the modules that still import it from here."""
-    return facts(gm).shapes_guarded
 
 
 def _method_order(method: CaptureMethod, have_inputs: bool) -> Sequence[str]:

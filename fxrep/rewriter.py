@@ -21,7 +21,7 @@ from torch import nn
 from torch.fx import GraphModule, Node
 
 from .algebra import ConvMap
-from .capture import graph_level
+from .graph_facts import facts
 from .pass_base import Rewrite, module_path_of, recorded_module_path
 from .shapes import propagate_shapes
 
@@ -41,7 +41,7 @@ class Rewriter:
     def __init__(self, gm: GraphModule) -> None:
         self.gm = gm
         self.graph = gm.graph
-        self.level = graph_level(gm)
+        self.level = facts(gm).level
         self.counts: Counter[str] = Counter()
         self.rewrites: list[Rewrite] = []
         self.changed = False

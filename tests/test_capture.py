@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fxrep.capture import capture, graph_level, shapes_are_guarded
+from fxrep.capture import capture
 from fxrep.graph_facts import facts
 
 aten = torch.ops.aten
@@ -54,4 +54,3 @@ def test_a_copied_graph_module_keeps_its_facts_and_an_unrecorded_one_is_read_fro
     assert copied.level == "aten" and copied.shapes_guarded
     unrecorded = torch.fx.GraphModule(exported, exported.graph)
     assert facts(unrecorded).level == "aten" and not facts(unrecorded).shapes_guarded
-    assert graph_level(unrecorded) == "aten" and not shapes_are_guarded(unrecorded)

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 from torch.fx import GraphModule, Node
 
-from ..capture import shapes_are_guarded
 from ..cost import batch_and_itemsize, numel
+from ..graph_facts import facts
 from .value import Source
 
 
@@ -30,7 +30,7 @@ class GraphShapes:
 
     @classmethod
     def of(cls, gm: GraphModule) -> GraphShapes:
-        return cls(shapes_are_guarded(gm))
+        return cls(facts(gm).shapes_guarded)
 
     def exact_size(self, source: Source) -> tuple[int, ...] | None:
         return self.recorded_size(source) if self.guarded else None

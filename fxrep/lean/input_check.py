@@ -29,8 +29,8 @@ from typing import Any
 import torch
 from torch.fx import GraphModule, Node
 
-from ..capture import INPUT_GUARDS_KEY, RANGES_KEY, shapes_are_guarded
 from ..errors import InputShapeError
+from ..graph_facts import facts
 
 ERROR_FUNCTION = "fxrep_input_shape_error"
 GUARDS_MODULE = "_guards_fn"
@@ -120,7 +120,8 @@ class InputCheck:
 
 def input_check_for(gm: GraphModule) -> InputCheck | None:
     """The check a captured graph needs, or None when it runs on any input size (symbolic_trace, GraphModules)."""
-    if not shapes_are_guarded(gm):
+    recorded = facts(gm)
+    if not recorded.shapes_guarded:
         return None
     placeholders = list(gm.graph.find_nodes(op="placeholder"))
     symbols: dict[Any, str] = {}
@@ -131,9 +132,9 @@ def input_check_for(gm: GraphModule) -> InputCheck | None:
         complex_sizes = complex_sizes or related
     if not specs:
         return None
-    ranges = gm.meta.get(RANGES_KEY, {})
+    ranges = recorded.input_ranges
     bounds = tuple((label, *ranges[str(symbol)]) for symbol, label in symbols.items() if str(symbol) in ranges)
-    guards = complex_sizes or bool(gm.meta.get(INPUT_GUARDS_KEY))
+    guards = complex_sizes or bool(recorded.input_guards)
     return InputCheck(tuple(specs), bounds, guards_function=guards and hasattr(gm, GUARDS_MODULE),
                       dynamic=bool(symbols))
 

@@ -113,9 +113,9 @@ class Report:
                     "runs": p.runs,
                     "fired": dict(p.fired),
                     "seconds": p.seconds,
-                    "refusals": [vars(r) for r in p.refusals],
-                    "decisions": [vars(d) | {"ratio": d.ratio} for d in p.decisions],
-                    "rewrites": [vars(r) for r in p.rewrites],
+                    "refusals": [_plain(vars(r)) for r in p.refusals],
+                    "decisions": [_plain(vars(d) | {"ratio": d.ratio}) for d in p.decisions],
+                    "rewrites": [_plain(vars(r)) for r in p.rewrites],
                 }
                 for p in self.passes
             ],
@@ -203,3 +203,8 @@ def _counted_by_getitem(node) -> bool:
     """A tuple-returning op (ATen batch norm) whose getitem users carry its kind."""
     users = list(node.users)
     return bool(users) and all(u.target is operator.getitem and op_kind(u) is not None for u in users)
+
+
+def _plain(record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` with tuples as lists, so ``to_dict()`` equals its own JSON round trip."""
+    return {key: list(value) if isinstance(value, tuple) else value for key, value in record.items()}

@@ -116,7 +116,6 @@ def as_json_types(value):
     return value
 
 
-@pytest.mark.xfail(strict=True, reason="to_dict keeps CostDecision.members as a tuple, which JSON returns as a list")
 def test_to_dict_round_trips_through_json_exactly():
     data = report().to_dict()
     assert json.loads(json.dumps(data)) == data

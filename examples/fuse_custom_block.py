@@ -117,10 +117,10 @@ def merged_kernel(block: MixtureConv, node: Node) -> api.Match:
                             branch.groups)
         maps.append(api.compose(api.diagonal_map(m.expand(conv.out_channels), None, 2), conv))
     shape = api.static_shape(node.args[0])
-    try:
-        return api.Match.ok(api.sum_maps(maps, shape[2:] if shape is not None else None))
-    except api.NotExact as reason:
-        return api.Match.fail(f"{node.name}'s branches cannot be merged: {reason}")
+    merged = api.attempt(api.sum_maps, maps, shape[2:] if shape is not None else None)
+    if not merged:
+        return api.Match.fail(f"{node.name}'s branches cannot be merged: {merged.reason}")
+    return merged
 
 
 class MixtureNet(nn.Module):

@@ -28,7 +28,7 @@ _LAZY = {
     "PassResult": "fxrep.pass_base",
     "Refusal": "fxrep.pass_base",
     "CostDecision": "fxrep.pass_base",
-    "Match": "fxrep.pass_base",
+    "Match": "fxrep.match",
     "export_onnx": "fxrep.lower",
     "check_onnx": "fxrep.lower",
     "build_engine": "fxrep.lower",

@@ -39,6 +39,7 @@ from .algebra import (
     sum_maps,
 )
 from .cost import CostModel
+from .match import Match, attempt
 from .ops import (
     Activation,
     Arithmetic,
@@ -62,7 +63,7 @@ from .ops import (
     static_shape,
     tensor_constant,
 )
-from .pass_base import CostDecision, Match, Pass, PassResult, Refusal, module_path_of
+from .pass_base import CostDecision, Pass, PassResult, Refusal, module_path_of
 from .patterns import Branch, Pattern, PatternError, PatternMatch, PatternPass, constant, named, sum_of
 from .rewriter import Rewriter
 
@@ -113,6 +114,7 @@ __all__ = [
     "Refusal",
     "Rewriter",
     "affine",
+    "attempt",
     "module_path_of",
     # patterns
     "Branch",

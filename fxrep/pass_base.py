@@ -5,8 +5,9 @@ on a GraphModule rewrites the graph in place and returns a `PassResult` that is 
 graph changed. Results say how often each rule fired, which candidates were refused and why
 (`Refusal`), and the cost estimates behind each decision (`CostDecision`).
 
-`Match` is the value a matcher returns: a success carrying what was matched, or a failure carrying
-the reason, so refusals are recorded where they are found (``Match.fail("conv3 feeds 2 users")``).
+A pass says "no, because" with a `Match` (`fxrep.match`, re-exported here): a success carrying what
+was matched, or a failure carrying the reason, so refusals are recorded where they are found
+(``Match.fail("conv3 feeds 2 users")``).
 
 Every pass that rewrites runs the same skeleton (a `PassResult`, one `Rewriter`, ``finish``, then
 ``absorb``): `Pass.rewrite_each` runs it around a function called on each node, `Pass.rewrite_graph`
@@ -21,9 +22,11 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from torch.fx import GraphModule, Node
+
+from .match import Match
 
 if TYPE_CHECKING:
     from .rewriter import Rewriter
@@ -127,37 +130,18 @@ class Pass:
                      nodes: Iterable[Node] | None = None) -> PassResult:
         """`rewrite_graph` calling ``rewrite(node, rewriter)`` on each node (default: all, in graph order).
 
-        ``rewrite`` returns None for a node that is no candidate, ``Match.ok(...)`` when it rewrote
-        it, and ``Match.fail(reason)`` to leave a candidate alone: that becomes a `Refusal` at the node.
+        ``rewrite`` returns None (or ``Match.none()``) for a node that is no candidate, ``Match.ok(...)``
+        when it rewrote it, and ``Match.fail(reason)`` to leave a candidate alone: that becomes a
+        `Refusal` at the node.
         The nodes are listed before the first call, so nodes it emits are not visited.
         """
         def body(rewriter: Rewriter, result: PassResult) -> None:
             for node in list(gm.graph.nodes if nodes is None else nodes):
                 outcome = rewrite(node, rewriter)
-                if outcome is not None and not outcome:
+                if outcome is not None and not outcome and outcome.reason:
                     result.refuse(node, outcome.reason)
 
         return Pass.rewrite_graph(gm, body)
-
-
-@dataclass(frozen=True)
-class Match:
-    """Result of matching: ``Match.ok(value)`` or ``Match.fail(reason)``; truthy on success."""
-
-    matched: bool
-    value: Any = None
-    reason: str = ""
-
-    @classmethod
-    def ok(cls, value: Any = None) -> Match:
-        return cls(True, value)
-
-    @classmethod
-    def fail(cls, reason: str) -> Match:
-        return cls(False, None, reason)
-
-    def __bool__(self) -> bool:
-        return self.matched
 
 
 def module_path_of(node: Node) -> str:

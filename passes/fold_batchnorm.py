@@ -43,10 +43,10 @@ def _fold(node: Node, rewriter: api.Rewriter) -> api.Match | None:
     bn = api.BatchNorm.from_node(node)
     if bn is None:
         return None
-    try:
-        scale, shift = bn.affine()
-    except api.NotExact as reason:
-        return api.Match.fail(str(reason))
+    affine = api.attempt(bn.affine)
+    if not affine:
+        return affine
+    scale, shift = affine.value
     match = _fold_into_producer(bn, scale, shift, rewriter)
     if not match:
         match = _fold_into_consumer(bn, scale, shift, rewriter, previous=match.reason)

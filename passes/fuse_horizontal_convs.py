@@ -41,10 +41,10 @@ class FuseHorizontalConvs(api.Pass):
                 conv = api.Conv.from_node(user)
                 if conv is None or conv.input is not source or conv.transposed or conv.groups != 1:
                     continue
-                try:
-                    conv_map = conv.conv_map()
-                except api.NotExact:
+                found = api.attempt(conv.conv_map)
+                if not found:
                     continue
+                conv_map = found.value
                 key = (conv_map.kernel_size, conv_map.stride, conv_map.padding, conv_map.dilation,
                        conv.weight.dtype, conv.weight.device)
                 groups.setdefault(key, []).append((user, conv_map))

@@ -6,7 +6,7 @@
     emit_plan(rewriter, choice.plan)                            # its ops, into the graph
 
 - `regions`: `find_regions`, `Region` (members in order, entries, exits, the op of each member).
-- `ops`: `affine_op(node)`, what a node does to an `AffineValue` (`AffineOp`), or why it is not affine.
+- `ops`: `affine_op(node)`, a `Match` of what a node does to an `AffineValue` (`AffineOp`), or why it is not affine.
 - `value`: `AffineValue`, a tensor written as ``sum_k M_k(source_k) + bias`` with `ConvMap`s.
 - `evaluate`: `evaluate_region`, `RegionEvaluator` (one step), `InfeasiblePlan`.
 - `emission`: `materialize` (what one materialised value emits, as an `Emission`), `emit`.

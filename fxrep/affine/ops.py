@@ -1,13 +1,14 @@
 """Affine ops: what each recognised node does to an `AffineValue`.
 
-``affine_op(node)`` classifies a node:
+``affine_op(node)`` classifies a node with a `Match` (`fxrep.match`):
 
-- an `AffineOp` when the node is affine in its activation inputs (conv or Linear with constant
-  parameters, BatchNorm with running statistics, add/sub of tensors, multiply/divide/add by a scalar
-  or per-channel constant, constant pad, average pool, channel concatenation, border fill, identity);
-- a string saying why not, when the op is recognised but is not affine here (a BatchNorm using
-  batch statistics, a transposed conv, a reflect pad, a concatenation along a spatial axis, ...);
-- None for everything else (non-linearities, reshapes, unknown ops).
+- ``Match.ok(AffineOp)`` when the node is affine in its activation inputs (conv or Linear with
+  constant parameters, BatchNorm with running statistics, add/sub of tensors, multiply/divide/add by
+  a scalar or per-channel constant, constant pad, average pool, channel concatenation, border fill,
+  identity);
+- ``Match.fail(reason)`` when the op is recognised but is not affine here (a BatchNorm using batch
+  statistics, a transposed conv, a reflect pad, a concatenation along a spatial axis, ...);
+- ``Match.none()`` for everything else (non-linearities, unknown ops): no candidate, no reason.
 
 ``AffineOp.apply(values, size_of)`` computes the node's value from its inputs' values and raises
 `NotExact` when the algebra cannot represent the result exactly. ``rule`` names the rewrite for the
@@ -25,6 +26,7 @@ from torch import nn
 from torch.fx import Node
 
 from ..algebra import ConvMap, NotExact, avgpool_map
+from ..match import Match, attempt
 from ..ops import (
     AdaptiveAvgPool,
     Arithmetic,
@@ -323,73 +325,72 @@ class IdentityOp(AffineOp):
         return values[0].with_rule(self.rule)
 
 
-def affine_op(node: Node) -> AffineOp | str | None:
+def affine_op(node: Node) -> Match[AffineOp]:
     """Classify ``node`` (see the module docstring)."""
     if node.op not in ("call_function", "call_module", "call_method"):
-        return None
+        return Match.none()
     if _changes_dtype(node):
-        return None
+        return Match.none()
     conv = Conv.from_node(node)
     if conv is not None:
-        try:
-            conv_map = _conv_map_allowing_padding_modes(conv)
-        except NotExact as reason:
-            return str(reason)
-        return ConvOp(node, (conv.input,), "compose_convs", conv_map, conv)
+        conv_map = attempt(_conv_map_allowing_padding_modes, conv)
+        if not conv_map:
+            return conv_map
+        return Match.ok(ConvOp(node, (conv.input,), "compose_convs", conv_map.value, conv))
     bn = BatchNorm.from_node(node)
     if bn is not None:
-        try:
-            scale, shift = bn.affine()
-        except NotExact as reason:
-            return str(reason)
+        affine = attempt(bn.affine)
+        if not affine:
+            return affine
         if bn.call is not node and len(bn.call.users) != 1:
-            return f"{node.name}'s batch-norm call has other outputs in use"
-        return BatchNormOp(node, (bn.input,), "fold_batchnorm", scale, shift, bn)
+            return Match.fail(f"{node.name}'s batch-norm call has other outputs in use")
+        scale, shift = affine.value
+        return Match.ok(BatchNormOp(node, (bn.input,), "fold_batchnorm", scale, shift, bn))
     linear = Linear.from_node(node)
     if linear is not None:
-        try:
-            return LinearLayerOp(node, (linear.input,), "compose_linears", linear.linear_map())
-        except NotExact as reason:
-            return str(reason)
+        linear_map = attempt(linear.linear_map)
+        if not linear_map:
+            return linear_map
+        return Match.ok(LinearLayerOp(node, (linear.input,), "compose_linears", linear_map.value))
     arithmetic = Arithmetic.from_node(node)
     if arithmetic is not None:
         return _arithmetic_op(arithmetic)
     pad = Pad.from_node(node)
     if pad is not None:
         if pad.mode != "constant":
-            return ModePadOp(node, (pad.input,), "read_through_padding", pad.pads, pad.mode)
-        return PadOp(node, (pad.input,), "fold_pad", pad.pads, pad.value)
+            return Match.ok(ModePadOp(node, (pad.input,), "read_through_padding", pad.pads, pad.mode))
+        return Match.ok(PadOp(node, (pad.input,), "fold_pad", pad.pads, pad.value))
     pool = AvgPool.from_node(node)
     if pool is not None:
-        return AvgPoolOp(node, (pool.input,), "fold_avgpool", pool)
+        return Match.ok(AvgPoolOp(node, (pool.input,), "fold_avgpool", pool))
     cat = Cat.from_node(node)
     if cat is not None:
         if cat.dim == 0:
-            return f"{node.name} concatenates along the batch dimension"
-        return CatOp(node, cat.inputs, "fold_concat", cat.dim, rank(node))
+            return Match.fail(f"{node.name} concatenates along the batch dimension")
+        return Match.ok(CatOp(node, cat.inputs, "fold_concat", cat.dim, rank(node)))
     fill = BorderFill.from_node(node)
     if fill is not None:
         if any(len(part.users) != 1 for part in fill.parts):
-            return f"{node.name}'s fill value is also used elsewhere"
-        return FillOp(node, (fill.base,), "fold_border_fill", fill)
+            return Match.fail(f"{node.name}'s fill value is also used elsewhere")
+        return Match.ok(FillOp(node, (fill.base,), "fold_border_fill", fill))
     no_op = NoOp.from_node(node)
     if no_op is not None:
-        return IdentityOp(node, (no_op.input,), "drop_identity")
+        return Match.ok(IdentityOp(node, (no_op.input,), "drop_identity"))
     layout = LayoutView.from_node(node) or Mean.from_node(node)
     if layout is not None:
-        return LayoutOp(node, (layout.input,), "see_through_layout", layout)
+        return Match.ok(LayoutOp(node, (layout.input,), "see_through_layout", layout))
     adaptive = AdaptiveAvgPool.from_node(node)
     if adaptive is not None:
-        return AdaptivePoolOp(node, (adaptive.input,), "fold_avgpool", adaptive)
-    return None
+        return Match.ok(AdaptivePoolOp(node, (adaptive.input,), "fold_avgpool", adaptive))
+    return Match.none()
 
 
-def _arithmetic_op(view: Arithmetic) -> AffineOp | str | None:
+def _arithmetic_op(view: Arithmetic) -> Match[AffineOp]:
     node = view.node
     if view.op == "neg":
         if not isinstance(view.lhs, Node) or tensor_constant(view.lhs) is not None:
-            return None
-        return PointwiseOp(node, (view.lhs,), "fold_scale", torch.tensor(-1.0), None, None)
+            return Match.none()
+        return Match.ok(PointwiseOp(node, (view.lhs,), "fold_scale", torch.tensor(-1.0), None, None))
     lhs_constant, rhs_constant = tensor_constant(view.lhs), tensor_constant(view.rhs)
     lhs_tensor = isinstance(view.lhs, Node) and lhs_constant is None
     rhs_tensor = isinstance(view.rhs, Node) and rhs_constant is None
@@ -397,25 +398,26 @@ def _arithmetic_op(view: Arithmetic) -> AffineOp | str | None:
     if view.op in ("add", "sub"):
         sign = 1.0 if view.op == "add" else -1.0
         if lhs_tensor and rhs_tensor:
-            return SumOp(node, (view.lhs, view.rhs), "merge_branches", sign * alpha)
+            return Match.ok(SumOp(node, (view.lhs, view.rhs), "merge_branches", sign * alpha))
         if lhs_tensor and rhs_constant is not None:
-            return PointwiseOp(node, (view.lhs,), "fold_shift", None, sign * alpha * rhs_constant, rhs_constant)
+            return Match.ok(PointwiseOp(node, (view.lhs,), "fold_shift", None, sign * alpha * rhs_constant,
+                                        rhs_constant))
         if rhs_tensor and lhs_constant is not None:
-            return PointwiseOp(node, (view.rhs,), "fold_shift", torch.tensor(sign * alpha), lhs_constant,
-                               lhs_constant)
-        return None
+            return Match.ok(PointwiseOp(node, (view.rhs,), "fold_shift", torch.tensor(sign * alpha), lhs_constant,
+                                        lhs_constant))
+        return Match.none()
     if view.op == "mul":
         if lhs_tensor and rhs_constant is not None:
-            return PointwiseOp(node, (view.lhs,), "fold_scale", rhs_constant, None, rhs_constant)
+            return Match.ok(PointwiseOp(node, (view.lhs,), "fold_scale", rhs_constant, None, rhs_constant))
         if rhs_tensor and lhs_constant is not None:
-            return PointwiseOp(node, (view.rhs,), "fold_scale", lhs_constant, None, lhs_constant)
-        return None
+            return Match.ok(PointwiseOp(node, (view.rhs,), "fold_scale", lhs_constant, None, lhs_constant))
+        return Match.none()
     if view.op == "div" and lhs_tensor and rhs_constant is not None:
         if bool((rhs_constant == 0).any()):
-            return f"{node.name} divides by zero"
-        return PointwiseOp(node, (view.lhs,), "fold_scale", 1.0 / rhs_constant.to(torch.float64), None,
-                           rhs_constant)
-    return None
+            return Match.fail(f"{node.name} divides by zero")
+        return Match.ok(PointwiseOp(node, (view.lhs,), "fold_scale", 1.0 / rhs_constant.to(torch.float64), None,
+                                    rhs_constant))
+    return Match.none()
 
 
 def _conv_map_allowing_padding_modes(conv: Conv) -> ConvMap:

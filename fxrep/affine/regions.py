@@ -111,11 +111,12 @@ def find_regions(gm: GraphModule, allow: Callable[[AffineOp], bool] | None = Non
     for node in gm.graph.nodes:
         if node in constants:
             continue
-        op = affine_op(node)
-        if isinstance(op, AffineOp) and (allow is None or allow(op)):
-            ops[node] = op
-        elif isinstance(op, str):
-            analysis.not_affine[node] = op
+        found = affine_op(node)
+        if found:
+            if allow is None or allow(found.value):
+                ops[node] = found.value
+        elif found.reason:
+            analysis.not_affine[node] = found.reason
 
     linked = nx.Graph()
     linked.add_nodes_from(ops)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import networkx as nx
 from torch.fx import GraphModule
 
-from ..affine import AffineOp, affine_op, find_regions
+from ..affine import affine_op, find_regions
 from ..ops import Conv
 from ..pass_base import CostDecision, Refusal, module_path_of
 from ..report import Report
@@ -211,7 +211,7 @@ def _absorb_linear_inputs(scene: Scene, regions: list[Region]) -> None:
 
 def _is_linear(node) -> bool:
     """Linear in its input; a conv counts even when its weight is computed (folded into a constant later)."""
-    return Conv.from_node(node) is not None or isinstance(affine_op(node), AffineOp)
+    return Conv.from_node(node) is not None or bool(affine_op(node))
 
 
 def _common_path(paths: list[str]) -> str:

@@ -9,9 +9,10 @@
 - Finally every matched node but the root must be used only inside the match, since the rewrite
   replaces the root and the others disappear with it.
 
-A failed search reports the reason found deepest in the search, and whether it was a *near miss*
-(the ops matched but a condition failed: extra users, a non-constant weight, a different setting),
-which `PatternPass` records as a refusal; plain structural mismatches are not worth reporting.
+The search answers a `Match` (`fxrep.match`): ``Match.ok(PatternMatch)``, or ``Match.fail`` with the
+reason found deepest in the search, marked ``near_miss`` when the ops matched but a condition failed
+(extra users, a non-constant weight, a different setting), which `PatternPass` records as a refusal;
+plain structural mismatches are not worth reporting.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any, Protocol
 from torch.fx import Node
 
 from ..affine import is_side_effect_only
+from ..match import Match
 from ..ops import constant_value
 from .graph_ops import describe_node
 from .match_result import Branch, PatternMatch
@@ -48,15 +50,6 @@ class CompiledPattern(Protocol):
 
 
 @dataclass
-class Attempt:
-    """What one search found: a match, or the reason there is none (``near_miss`` if worth reporting)."""
-
-    match: PatternMatch | None
-    reason: str = ""
-    near_miss: bool = False
-
-
-@dataclass
 class _Scope:
     """Wildcard bindings of one pattern: the whole pattern, or one `sum_of` branch (``parent`` set)."""
 
@@ -68,8 +61,11 @@ class _Scope:
     """A branch's shared parameters: the pattern value in ``parent`` each one stands for."""
 
 
-def search(pattern: CompiledPattern, root: Node, claimed: set[Node] | frozenset[Node]) -> Attempt:
-    """Match ``pattern`` with its result at ``root``; nodes in ``claimed`` belong to earlier rewrites."""
+def search(pattern: CompiledPattern, root: Node, claimed: set[Node] | frozenset[Node]) -> Match[PatternMatch]:
+    """Match ``pattern`` with its result at ``root``; nodes in ``claimed`` belong to earlier rewrites.
+
+    ``Match.ok(PatternMatch)``, or ``Match.fail(reason, near_miss)`` (see the module docstring).
+    """
     return _Search(pattern, claimed).run(root)
 
 
@@ -84,20 +80,20 @@ class _Search:
         self._shapes: dict[Node, OpShape | None] = {}
 
     # ------------------------------------------------------------------ entry point
-    def run(self, root: Node) -> Attempt:
+    def run(self, root: Node) -> Match[PatternMatch]:
         scope = _Scope(self.pattern)
         if root.op in ("placeholder", "output", "get_attr") or not self.value(scope, self.pattern.root, root):
             _, reason, near = self.failure or (0, f"{root.name} is not an op", False)
-            return Attempt(None, reason, near)
+            return Match.fail(reason, near_miss=near)
         nodes = list(dict.fromkeys(self.nodes))
         if root not in nodes:
             nodes.append(root)
         problem = self._outside_users(nodes, root)
         if problem is not None:
-            return Attempt(None, problem, True)
+            return Match.fail(problem, near_miss=True)
         order = {node: index for index, node in enumerate(root.graph.nodes)}
         nodes.sort(key=lambda node: order.get(node, len(order)))
-        return Attempt(PatternMatch(root, tuple(nodes), self._bindings(scope, order)))
+        return Match.ok(PatternMatch(root, tuple(nodes), self._bindings(scope, order)))
 
     def _bindings(self, scope: _Scope, order: dict[Node, int]) -> dict[str, Any]:
         """The wildcards; each `sum_of`'s branches in graph order, and their wildcards as lists in that order."""

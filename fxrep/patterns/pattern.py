@@ -14,8 +14,8 @@ from typing import Any, Literal
 
 from torch.fx import GraphModule, Node
 
+from ..match import Match
 from ..ops import Arithmetic
-from ..pass_base import Match
 from .markers import PatternError, SumOf, constant, named
 from .match_result import PatternMatch
 from .matcher import search
@@ -53,10 +53,10 @@ class Pattern:
         return f"Pattern({self.name})"
 
     # ------------------------------------------------------------------ matching
-    def match(self, node: Node) -> Match:
-        """Match the pattern's result at ``node``: ``Match.ok(PatternMatch)`` or ``Match.fail(reason)``."""
-        attempt = search(self, node, frozenset())
-        return Match.ok(attempt.match) if attempt.match is not None else Match.fail(attempt.reason)
+    def match(self, node: Node) -> Match[PatternMatch]:
+        """Match the pattern's result at ``node``: ``Match.ok(PatternMatch)`` or ``Match.fail(reason)``
+        (``near_miss`` when the ops matched but a condition failed)."""
+        return search(self, node, frozenset())
 
     def find(self, gm: GraphModule) -> list[PatternMatch]:
         """Every match in ``gm``, in graph order; a node belongs to at most one match.
@@ -68,10 +68,10 @@ class Pattern:
         for node in reversed(list(gm.graph.nodes)):
             if node in claimed:
                 continue
-            attempt = search(self, node, claimed)
-            if attempt.match is not None:
-                found.append(attempt.match)
-                claimed.update(attempt.match.nodes)
+            match = search(self, node, claimed)
+            if match:
+                found.append(match.value)
+                claimed.update(match.value.nodes)
         return found[::-1]
 
     # ------------------------------------------------------------------ roles of pattern nodes

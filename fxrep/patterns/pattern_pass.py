@@ -22,7 +22,8 @@ from torch.fx import GraphModule, Node
 
 from ..affine import is_side_effect_only
 from ..algebra import NotExact
-from ..pass_base import Match, Pass, PassResult
+from ..match import Match
+from ..pass_base import Pass, PassResult
 from ..rewriter import Rewriter
 from .markers import PatternError
 from .match_result import PatternMatch
@@ -67,17 +68,17 @@ class PatternPass(Pass):
         for node in reversed(list(gm.graph.nodes)):
             if node in claimed or not _is_live(node, claimed):
                 continue
-            attempt = search(self.compiled, node, claimed)
-            if attempt.match is None:
-                if attempt.near_miss:
-                    result.refuse(node, attempt.reason)
+            match = search(self.compiled, node, claimed)
+            if not match:
+                if match.near_miss:
+                    result.refuse(node, match.reason)
                 continue
-            verdict = self._apply(attempt.match, rewriter)
+            verdict = self._apply(match.value, rewriter)
             if not verdict:
                 result.refuse(node, verdict.reason)
                 continue
             rewriter.replace(node, verdict.value, self.name)
-            claimed.update(attempt.match.nodes)
+            claimed.update(match.value.nodes)
         rewriter.finish()
         return result.absorb(rewriter)
 
@@ -93,8 +94,8 @@ class PatternPass(Pass):
                 new = self.rewrite(match, rewriter)
             else:
                 new = inline_function(self.replacement, match, rewriter)  # type: ignore[arg-type]
-        except NotExact as reason:
-            return Match.fail(str(reason))
+        except NotExact as error:
+            return Match.from_error(error)
         if isinstance(new, Match):
             if new.matched and isinstance(new.value, Node):
                 return new

@@ -261,5 +261,5 @@ def test_a_pointwise_constant_says_which_axis_holds_the_channels(level):
     gm = captured(OpaqueTokensScaled(), torch.randn(2, 5, 8), level=level)
     by_scale, by_column = (n for n in gm.graph.nodes if n.op == "call_function" and "mul" in str(n.target)
                            and any(arg.op == "get_attr" for arg in n.all_input_nodes))
-    assert affine_op(by_scale).input_layout(0) == (8, 0, -1)
-    assert affine_op(by_column).input_layout(0) == (8, 1, 1)
+    assert affine_op(by_scale).value.input_layout(0) == (8, 0, -1)
+    assert affine_op(by_column).value.input_layout(0) == (8, 1, 1)

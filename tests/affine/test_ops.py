@@ -1,5 +1,5 @@
-"""`affine_op`: each kind of node, at both capture levels, gives its `AffineOp` (class, rule, inputs) or the
-reason it is not affine, or None for ops that are not affine at all."""
+"""`affine_op`: each kind of node, at both capture levels, gives ``Match.ok`` of its `AffineOp` (class, rule,
+inputs), ``Match.fail`` with the reason it is not affine, or ``Match.none()`` for ops that are not affine at all."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from torch import nn
 
 from fxrep.affine import ops as affine_ops
 from fxrep.affine.ops import affine_op
+from fxrep.match import Match
 from tests.helpers import LEVELS, captured, randomized
 
 X = torch.randn(2, 4, 6, 6)
@@ -82,7 +83,9 @@ def test_an_affine_node_gives_its_op(level, case):
     factory, kind, rule = CASES[case]
     gm = captured(randomized(factory()), X, level=level)
     node = last_op(gm)
-    op = affine_op(node)
+    found = affine_op(node)
+    assert found and found.reason == "", found
+    op = found.value
     assert type(op) is getattr(affine_ops, kind), op
     assert op.node is node and op.rule == rule
     assert placeholder(gm) in op.inputs
@@ -94,15 +97,15 @@ def test_a_recognised_op_that_is_not_affine_here_gives_the_reason(level, case):
     factory, reason = REFUSED[case]
     model = factory()
     gm = captured(model.eval(), X, level=level)
-    op = affine_op(last_op(gm))
-    assert isinstance(op, str) and reason in op, op
+    found = affine_op(last_op(gm))
+    assert not found and found.value is None and reason in found.reason, found
 
 
 @pytest.mark.parametrize("level", LEVELS)
 @pytest.mark.parametrize("case", NOT_AFFINE)
 def test_other_ops_give_none(level, case):
     gm = captured(NOT_AFFINE[case]().eval(), X, level=level)
-    assert affine_op(last_op(gm)) is None
+    assert affine_op(last_op(gm)) == Match.none()
 
 
 @pytest.mark.parametrize("level", LEVELS)
@@ -110,13 +113,13 @@ def test_placeholders_and_attributes_give_none(level):
     gm = captured(randomized(CASES["conv"][0]()), X, level=level)
     for node in gm.graph.nodes:
         if node.op in ("placeholder", "get_attr", "output"):
-            assert affine_op(node) is None, node
+            assert affine_op(node) == Match.none(), node
 
 
 @pytest.mark.parametrize("level", LEVELS)
 def test_a_subtraction_of_tensors_is_a_sum_with_alpha_minus_one(level):
     gm = captured(Fn(lambda m, x: x - torch.relu(x)), X, level=level)
-    op = affine_op(last_op(gm))
+    op = affine_op(last_op(gm)).value
     assert type(op) is affine_ops.SumOp and op.alpha == -1.0
 
 
@@ -124,8 +127,8 @@ def test_a_subtraction_of_tensors_is_a_sum_with_alpha_minus_one(level):
 def test_the_pointwise_constants_are_the_graphs(level):
     scale = torch.rand(1, 4, 1, 1) + 0.5
     gm = captured(Fn(lambda m, x: x * m.s, s=scale), X, level=level)
-    op = affine_op(last_op(gm))
+    op = affine_op(last_op(gm)).value
     torch.testing.assert_close(op.scale.to(scale.dtype), scale)
     assert op.shift is None
     gm = captured(Fn(lambda m, x: x / 4.0), X, level=level)
-    assert float(affine_op(last_op(gm)).scale) == 0.25
+    assert float(affine_op(last_op(gm)).value.scale) == 0.25

@@ -76,8 +76,7 @@ def fold_into_outputs(
     elif axis == 0:
         folded = weight * scale.reshape(-1, *([1] * (weight.dim() - 1)))
     elif axis == 1:
-        per_group = weight.reshape(groups, weight.shape[0] // groups, *weight.shape[1:])
-        folded = (per_group * scale.reshape(groups, 1, -1, *([1] * (weight.dim() - 2)))).reshape(weight.shape)
+        folded = _scale_grouped_axis1(weight, scale, groups)
     else:
         raise ValueError(f"the output channels of a conv, transposed conv or Linear weight are on axis 0 or 1, "
                          f"not {axis}")
@@ -105,16 +104,19 @@ def fold_into_inputs(
 
     Exact only where the op reads no zero padding, or ``c == 0`` (module docstring).
     """
-    out_channels = weight.shape[0]
-    if weight.is_meta:
-        folded = weight
-    else:
-        per_group = weight.reshape(groups, out_channels // groups, *weight.shape[1:])
-        folded = (per_group * scale.reshape(groups, 1, -1, *([1] * (weight.dim() - 2)))).reshape(weight.shape)
+    folded = weight if weight.is_meta else _scale_grouped_axis1(weight, scale, groups)
     if shift is None:
         return folded, bias
     response = input_response(weight, shift, groups)
     return folded, response if bias is None else response + bias
+
+
+def _scale_grouped_axis1(weight: torch.Tensor, scale: torch.Tensor, groups: int) -> torch.Tensor:
+    """``W'[r, j, ...] = W[r, j, ...] a[g(r) * J + j]`` for a weight ``(R, J, *kernel)`` in ``groups``
+    groups of ``R / groups`` rows (``g(r) = r // (R / groups)``): a transposed conv's output channels,
+    or a conv's input channels."""
+    per_group = weight.reshape(groups, weight.shape[0] // groups, *weight.shape[1:])
+    return (per_group * scale.reshape(groups, 1, -1, *([1] * (weight.dim() - 2)))).reshape(weight.shape)
 
 
 def input_response(weight: torch.Tensor, value: torch.Tensor, groups: int = 1) -> torch.Tensor:

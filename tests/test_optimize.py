@@ -177,7 +177,8 @@ def test_a_pass_that_raises_is_named_with_the_passes_before_it():
     with pytest.raises(fxrep.PassError) as error:
         fxrep.optimize(nn.Conv2d(8, 8, 1), X, passes=[*default_pipeline(), exploding])
     assert error.value.pass_name == "exploding"
-    assert error.value.previous[:3] == ["remove_no_ops", "evaluate_constant_subgraphs", "fold_batchnorm"]
+    assert error.value.previous[:4] == ["remove_no_ops", "fuse_activations", "evaluate_constant_subgraphs",
+                                        "fold_batchnorm"]
     assert "boom" in str(error.value)
 
 

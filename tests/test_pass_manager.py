@@ -60,8 +60,8 @@ def test_dump_writes_the_graph_before_and_after_a_named_pass(tmp_path):
 def test_default_pipeline_is_a_fresh_list_of_fresh_passes():
     first, second = default_pipeline(), default_pipeline()
     names = [p.name for p in first]
-    assert names == ["remove_no_ops", "evaluate_constant_subgraphs", "fold_batchnorm", "collapse_linear_regions",
-                     "fuse_horizontal_convs"]
+    assert names == ["remove_no_ops", "fuse_activations", "evaluate_constant_subgraphs", "fold_batchnorm",
+                     "collapse_linear_regions", "fuse_horizontal_convs"]
     assert first is not second and [p.name for p in second] == names
     assert not {id(p) for p in first} & {id(p) for p in second}  # no pass object (and its state) is shared
     first.clear()

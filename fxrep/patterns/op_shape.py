@@ -7,7 +7,10 @@ A pattern written with ``F.conv2d`` must match ``nn.Conv2d`` modules, ``F.conv2d
 
 Kinds are canonical: ``relu``, ``relu6``, ``hardtanh``, ``clamp`` and ``clip`` are all ``clamp`` with
 bounds ``min`` and ``max``, since they compute the same function. Ops no op view knows keep their
-exact call target (``call_function`` / ``call_method``) and match only that target.
+exact call target (``call_function`` / ``call_method``) and match that target, or its ATen form:
+a pattern traced with ``torch.erf`` matches ``aten.erf.default`` in a torch.export graph (a
+``torch.*`` function and the ATen overload packet of the same name, with the same operands and
+literals; an argument convention that differs between the two simply does not match).
 """
 
 from __future__ import annotations
@@ -55,9 +58,32 @@ class OpShape:
 
 def _same_target(a: Any, b: Any) -> bool:
     try:
-        return bool(a == b)
+        if bool(a == b):
+            return True
     except Exception:  # some callables compare badly; identity is the fallback
-        return a is b
+        if a is b:
+            return True
+    aten_a, aten_b = _aten_name(a), _aten_name(b)
+    if (aten_a is None) == (aten_b is None):
+        return False  # two torch functions, or two ATen overloads: only the exact target matches
+    name, function = (aten_a, b) if aten_a is not None else (aten_b, a)
+    return _torch_function_name(function) == name
+
+
+def _aten_name(target: Any) -> str | None:
+    """``"erf"`` for ``aten.erf.default`` (any overload of an ATen op), else None."""
+    if isinstance(target, torch._ops.OpOverload) and target.namespace == "aten":
+        return target.overloadpacket.__name__
+    return None
+
+
+def _torch_function_name(target: Any) -> str | None:
+    """``"erf"`` for ``torch.erf`` / ``torch.special.erf``-style public functions of torch, else None."""
+    name = getattr(target, "__name__", None)
+    module = getattr(target, "__module__", None) or ""
+    if not isinstance(name, str) or not (module == "torch" or module.startswith("torch.")):
+        return None
+    return name if getattr(torch, name, None) is target else None
 
 
 def literal_matches(name: str, pattern_value: Any, target_value: Any, target_params: Mapping[str, Any]) -> bool:

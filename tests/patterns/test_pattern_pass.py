@@ -189,3 +189,21 @@ def test_largest_match_wins(level):
     assert merge(gm).counts == {"merge": 1}
     assert ops(gm)["conv"] == 1 and ops(gm)["add"] == 0
     assert_equivalent(model, gm, X)
+
+
+class Erf(torch.nn.Module):
+    def forward(self, x):
+        return torch.erf(x / 2) + torch.exp(x / 2)
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_a_torch_function_in_a_pattern_matches_its_aten_form_and_nothing_else(level):
+    """``torch.erf`` in the pattern matches ``aten.erf.default`` in an export graph; ``torch.exp`` does not."""
+    halve_erf = P.PatternPass(name="erf_half", pattern=lambda x: torch.erf(x / 2),
+                              replacement=lambda x: torch.erf(x * 0.5))
+    model = Erf()
+    gm = captured(model, X, level=level)
+    result = halve_erf(gm)
+    assert result.counts == {"erf_half": 1}
+    assert ops(gm)["div"] == 1 and ops(gm)["mul"] == 1  # only the erf branch was rewritten
+    assert_equivalent(model, gm, X)

@@ -26,8 +26,8 @@ from torch.fx import Node
 from ..affine import is_side_effect_only
 from ..match import Match
 from ..ops import constant_value
-from .graph_ops import describe_node
 from .match_result import Branch, PatternMatch
+from .node_shapes import describe_node
 from .op_shape import RUNTIME, OpShape, literal_matches, same_value
 from .terms import PRODUCT_OPS, SUM_OPS, Terms, flatten
 

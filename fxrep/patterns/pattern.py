@@ -20,7 +20,7 @@ from .markers import PatternError, SumOf, constant, named
 from .match_result import PatternMatch
 from .matcher import search
 from .op_shape import OpShape
-from .pattern_ops import describe_pattern_node
+from .pattern_shapes import describe_pattern_node
 from .terms import PRODUCT_OPS, SUM_OPS, Terms, flatten
 from .tracing import parameter_names, trace_function
 

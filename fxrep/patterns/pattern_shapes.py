@@ -17,8 +17,8 @@ from torch.fx import Node
 from ..algebra import normalize_padding
 from ..ops import Activation, Arithmetic, is_hashable, per_axis
 from ..ops.activation import CLAMP_FUNCTIONS, CLAMP_METHODS, clamp_bounds
-from .graph_ops import activation_settings, avg_pool_shape, cat_shape, pad_shape
 from .markers import PatternError
+from .node_shapes import activation_settings, avg_pool_shape, cat_shape, pad_shape
 from .op_shape import OpShape
 
 _CONV = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")

@@ -43,6 +43,7 @@ from ..ops import (
     dtype_of,
     rank,
     tensor_constant,
+    view_of,
 )
 from ..ops import Layout as LayoutView  # the op view; TensorLayout below is (channels, nd, channel dim)
 from ..pass_base import module_path_of
@@ -326,63 +327,78 @@ class IdentityOp(AffineOp):
 
 
 def affine_op(node: Node) -> Match[AffineOp]:
-    """Classify ``node`` (see the module docstring)."""
-    if node.op not in ("call_function", "call_module", "call_method"):
+    """Classify ``node`` (see the module docstring): the op view `fxrep.ops.view_of` finds, turned into
+    the `AffineOp` its builder below makes (or the reason it is not affine)."""
+    if node.op not in ("call_function", "call_module", "call_method") or _changes_dtype(node):
         return Match.none()
-    if _changes_dtype(node):
+    view = view_of(node, _AFFINE_VIEWS)
+    if view is None:
         return Match.none()
-    conv = Conv.from_node(node)
-    if conv is not None:
-        conv_map = attempt(_conv_map_allowing_padding_modes, conv)
-        if not conv_map:
-            return conv_map
-        return Match.ok(ConvOp(node, (conv.input,), "compose_convs", conv_map.value, conv))
-    bn = BatchNorm.from_node(node)
-    if bn is not None:
-        affine = attempt(bn.affine)
-        if not affine:
-            return affine
-        if bn.call is not node and len(bn.call.users) != 1:
-            return Match.fail(f"{node.name}'s batch-norm call has other outputs in use")
-        scale, shift = affine.value
-        return Match.ok(BatchNormOp(node, (bn.input,), "fold_batchnorm", scale, shift, bn))
-    linear = Linear.from_node(node)
-    if linear is not None:
-        linear_map = attempt(linear.linear_map)
-        if not linear_map:
-            return linear_map
-        return Match.ok(LinearLayerOp(node, (linear.input,), "compose_linears", linear_map.value))
-    arithmetic = Arithmetic.from_node(node)
-    if arithmetic is not None:
-        return _arithmetic_op(arithmetic)
-    pad = Pad.from_node(node)
-    if pad is not None:
-        if pad.mode != "constant":
-            return Match.ok(ModePadOp(node, (pad.input,), "read_through_padding", pad.pads, pad.mode))
-        return Match.ok(PadOp(node, (pad.input,), "fold_pad", pad.pads, pad.value))
-    pool = AvgPool.from_node(node)
-    if pool is not None:
-        return Match.ok(AvgPoolOp(node, (pool.input,), "fold_avgpool", pool))
-    cat = Cat.from_node(node)
-    if cat is not None:
-        if cat.dim == 0:
-            return Match.fail(f"{node.name} concatenates along the batch dimension")
-        return Match.ok(CatOp(node, cat.inputs, "fold_concat", cat.dim, rank(node)))
-    fill = BorderFill.from_node(node)
-    if fill is not None:
-        if any(len(part.users) != 1 for part in fill.parts):
-            return Match.fail(f"{node.name}'s fill value is also used elsewhere")
-        return Match.ok(FillOp(node, (fill.base,), "fold_border_fill", fill))
-    no_op = NoOp.from_node(node)
-    if no_op is not None:
-        return Match.ok(IdentityOp(node, (no_op.input,), "drop_identity"))
-    layout = LayoutView.from_node(node) or Mean.from_node(node)
-    if layout is not None:
-        return Match.ok(LayoutOp(node, (layout.input,), "see_through_layout", layout))
-    adaptive = AdaptiveAvgPool.from_node(node)
-    if adaptive is not None:
-        return Match.ok(AdaptivePoolOp(node, (adaptive.input,), "fold_avgpool", adaptive))
-    return Match.none()
+    return _BUILDERS[type(view)](node, view)
+
+
+def _conv_op(node: Node, conv: Conv) -> Match[AffineOp]:
+    conv_map = attempt(_conv_map_allowing_padding_modes, conv)
+    if not conv_map:
+        return conv_map
+    return Match.ok(ConvOp(node, (conv.input,), "compose_convs", conv_map.value, conv))
+
+
+def _batchnorm_op(node: Node, bn: BatchNorm) -> Match[AffineOp]:
+    affine = attempt(bn.affine)
+    if not affine:
+        return affine
+    if bn.call is not node and len(bn.call.users) != 1:
+        return Match.fail(f"{node.name}'s batch-norm call has other outputs in use")
+    scale, shift = affine.value
+    return Match.ok(BatchNormOp(node, (bn.input,), "fold_batchnorm", scale, shift, bn))
+
+
+def _linear_op(node: Node, linear: Linear) -> Match[AffineOp]:
+    linear_map = attempt(linear.linear_map)
+    if not linear_map:
+        return linear_map
+    return Match.ok(LinearLayerOp(node, (linear.input,), "compose_linears", linear_map.value))
+
+
+def _pad_op(node: Node, pad: Pad) -> Match[AffineOp]:
+    if pad.mode != "constant":
+        return Match.ok(ModePadOp(node, (pad.input,), "read_through_padding", pad.pads, pad.mode))
+    return Match.ok(PadOp(node, (pad.input,), "fold_pad", pad.pads, pad.value))
+
+
+def _cat_op(node: Node, cat: Cat) -> Match[AffineOp]:
+    if cat.dim == 0:
+        return Match.fail(f"{node.name} concatenates along the batch dimension")
+    return Match.ok(CatOp(node, cat.inputs, "fold_concat", cat.dim, rank(node)))
+
+
+def _fill_op(node: Node, fill: BorderFill) -> Match[AffineOp]:
+    if any(len(part.users) != 1 for part in fill.parts):
+        return Match.fail(f"{node.name}'s fill value is also used elsewhere")
+    return Match.ok(FillOp(node, (fill.base,), "fold_border_fill", fill))
+
+
+def _layout_op(node: Node, layout: LayoutView | Mean) -> Match[AffineOp]:
+    return Match.ok(LayoutOp(node, (layout.input,), "see_through_layout", layout))
+
+
+_BUILDERS = {
+    Conv: _conv_op,
+    BatchNorm: _batchnorm_op,
+    Linear: _linear_op,
+    Arithmetic: lambda node, view: _arithmetic_op(view),
+    Pad: _pad_op,
+    AvgPool: lambda node, pool: Match.ok(AvgPoolOp(node, (pool.input,), "fold_avgpool", pool)),
+    Cat: _cat_op,
+    BorderFill: _fill_op,
+    NoOp: lambda node, no_op: Match.ok(IdentityOp(node, (no_op.input,), "drop_identity")),
+    LayoutView: _layout_op,
+    Mean: _layout_op,
+    AdaptiveAvgPool: lambda node, pool: Match.ok(AdaptivePoolOp(node, (pool.input,), "fold_avgpool", pool)),
+}
+_AFFINE_VIEWS = tuple(_BUILDERS)
+"""The views of affine ops, in `fxrep.ops.VIEWS` precedence order (a node two views recognise is the first's)."""
 
 
 def _arithmetic_op(view: Arithmetic) -> Match[AffineOp]:

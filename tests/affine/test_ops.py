@@ -132,3 +132,12 @@ def test_the_pointwise_constants_are_the_graphs(level):
     assert op.shift is None
     gm = captured(Fn(lambda m, x: x / 4.0), X, level=level)
     assert float(affine_op(last_op(gm)).value.scale) == 0.25
+
+
+def test_affine_op_dispatches_over_the_op_views_in_their_precedence_order():
+    """One dispatch (`fxrep.ops.view_of`): a node two views recognise is classified by the first in `VIEWS`."""
+    from fxrep.affine.ops import _AFFINE_VIEWS
+    from fxrep.ops import VIEWS
+
+    positions = [VIEWS.index(view) for view in _AFFINE_VIEWS]
+    assert positions == sorted(positions)

@@ -116,7 +116,14 @@ class Source:
         return self.layout[-1].dims if self.layout else dims(self.node)
 
     def through(self, step: LayoutStep) -> Source:
-        """This source read through one more layout step (a chain back to the source's own shape is dropped)."""
+        """This source read through one more layout step (a chain back to the source's own shape is dropped).
+
+        A source read through a reflect / replicate / circular pad takes no further step: the step
+        would act on the padded tensor, but a `Source` applies its layout before its padding.
+        """
+        if self.padding_mode != "zeros":
+            raise NotExact(f"a layout op after {self.reader or 'a branch'}'s {self.padding_mode} padding of "
+                           f"{self.node.name} cannot move onto {self.node.name}")
         layout = (*self.layout, step)
         if all(s.kind == "reshape" for s in layout) and _same_dims(step.dims, dims(self.node)):
             layout = ()

@@ -6,6 +6,7 @@
 - ``slice``: ``aten.slice`` over a whole dimension (start 0, end at or past the size, step 1);
 - ``scatter``: ``aten.slice_scatter`` over a whole dimension (the result is ``src``);
 - ``arithmetic``: ``x * 1``, ``x / 1``, ``x + 0``, ``x - 0`` with a scalar constant;
+- ``pad``: a `Pad` of width 0 on every side, in any mode;
 - ``reshape``: a `Layout` op (``view``, ``reshape``, ``flatten``, ``permute``, ...) or ``expand`` that
   leaves the input's shape and strides as they are.
 
@@ -27,10 +28,11 @@ from ._graph import dims, example_value, tensor_constant
 from .arithmetic import Arithmetic
 from .identity import Identity
 from .layout import Layout
+from .pad import Pad
 
 aten = torch.ops.aten
 
-Kind = Literal["identity", "slice", "scatter", "arithmetic", "reshape"]
+Kind = Literal["identity", "slice", "scatter", "arithmetic", "reshape", "pad"]
 _NEUTRAL = {"mul": 1.0, "div": 1.0, "add": 0.0, "sub": 0.0}
 _TO_THE_END = 2 ** 62
 
@@ -83,6 +85,9 @@ def _find(node: Node) -> tuple[Node, Kind] | None:
         if bound is not None and isinstance(bound["src"], Node) and _whole(bound, bound["self"]):
             return bound["src"], "scatter"
         return None
+    pad = Pad.from_node(node)
+    if pad is not None:
+        return (pad.input, "pad") if not any(any(side) for side in pad.pads) else None
     arithmetic = Arithmetic.from_node(node)
     if arithmetic is not None and arithmetic.op in _NEUTRAL and isinstance(arithmetic.lhs, Node):
         constant = tensor_constant(arithmetic.rhs)

@@ -53,3 +53,29 @@ def test_padded_kxk_plus_1x1_plus_identity_is_one_pad_and_one_conv(level, mode):
     PassManager(default_pipeline()).run(gm)
     assert ops(gm)["conv"] == 1 and ops(gm)["pad"] == 1 and ops(gm).get("add", 0) == 0
     assert_equivalent(model, gm, x)
+
+
+class PaddedConvPooledHead(nn.Module):
+    """A 1x1 conv reading a reflect/replicate/circular-padded tensor, then global mean and a Linear head."""
+
+    def __init__(self, mode: str):
+        super().__init__()
+        self.mode = mode
+        self.conv = nn.Conv2d(4, 8, 1, bias=False)
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, x):
+        y = self.conv(F.pad(torch.relu(x), [1, 1, 1, 1], mode=self.mode))
+        return self.fc(y.mean((2, 3)))
+
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("mode", MODES)
+def test_a_mean_after_a_mode_padded_read_is_not_moved_before_the_padding(level, mode):
+    """Fuzz seeds 31035 / 31785: the mean moved onto the padded source ran before its pad (a 2-D tensor)."""
+    model = randomized(PaddedConvPooledHead(mode))
+    x = torch.randn(2, 4, 7, 6)
+    gm = captured(model, x, level=level)
+    PassManager(default_pipeline()).run(gm)
+    assert_equivalent(model, gm, x)
+    assert ops(gm)["pad"] == 1 and ops(gm).get("conv", 0) + ops(gm)["linear"] <= 2

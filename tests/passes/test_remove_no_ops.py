@@ -62,3 +62,23 @@ def test_returning_an_input_through_a_clone_keeps_the_clone():
 
     gm = captured(Clone().eval(), torch.randn(2, 3), level="symbolic_trace")
     assert not RemoveNoOps()(gm).modified  # without the clone the output would be the caller's tensor
+
+
+class ZeroPads(nn.Module):
+    """Pads of width 0 (fuzz seeds 31035 / 31785 wrote them before a pooled head), and one that pads."""
+
+    def forward(self, x):
+        y = F.pad(torch.relu(x), [0, 0, 0, 0], mode="replicate")
+        y = F.pad(y, [0, 0, 0, 0], mode="reflect") + F.pad(y, [0, 0, 0, 0], value=2.0)
+        return torch.sigmoid(F.pad(y, [1, 0, 0, 0], mode="replicate"))
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_a_pad_of_width_zero_in_any_mode_is_removed_and_a_real_pad_stays(level):
+    model = ZeroPads().eval()
+    x = torch.randn(2, 3, 4, 4)
+    gm = captured(model, x, level=level)
+    result = RemoveNoOps()(gm)
+    assert result.counts == {"remove_pad": 3}
+    assert ops(gm)["pad"] == 1
+    torch.testing.assert_close(gm(x), model(x))

@@ -11,7 +11,7 @@ the exact identity (in real arithmetic) between the written form and the fused o
     hardsigmoid(x) = relu6(x + 3) / 6
     silu(x)        = x * sigmoid(x)
     gelu(x)        = x * 0.5 * (1 + erf(x / sqrt(2)))
-    gelu_tanh(x)   = 0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x ** 3)))
+    gelu_tanh(x)   = 0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x ** 3)))   (torch.pow or **)
 
 The clamp family matches as one op (``relu6``, ``hardtanh(0, 6)``, ``clamp(0, 6)``), sums and
 products in any order and association (see `fxrep.patterns`). A rule fires only where the
@@ -58,6 +58,10 @@ def _gelu_tanh(x):
     return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))))
 
 
+def _gelu_tanh_power_operator(x):
+    return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3.0)))
+
+
 def _fused_gelu_tanh(x):
     return F.gelu(x, approximate="tanh")
 
@@ -83,6 +87,7 @@ def _rules() -> tuple[api.PatternPass, ...]:
     functions, so two pipelines' rules compare equal.)"""
     return (
         api.PatternPass(name="fuse_gelu_tanh", pattern=_gelu_tanh, replacement=_fused_gelu_tanh),
+        api.PatternPass(name="fuse_gelu_tanh", pattern=_gelu_tanh_power_operator, replacement=_fused_gelu_tanh),
         api.PatternPass(name="fuse_gelu", pattern=_gelu_erf, replacement=_fused_gelu),
         api.PatternPass(name="fuse_hardswish", pattern=_hardswish, replacement=_fused_hardswish),
         api.PatternPass(name="fuse_hardswish", pattern=_x_times_hardsigmoid, replacement=_fused_hardswish),
